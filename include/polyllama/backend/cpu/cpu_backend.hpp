@@ -1,0 +1,41 @@
+#pragma once
+// The CPU backend: OpenBLAS (OpenMP build) for matrix products, OpenMP loops for the rest. Every op runs in
+// fp32 (production) and fp64 (the reference path the gradient checks run on).
+#include "polyllama/core/backend.hpp"
+
+namespace polyllama {
+
+class CpuBackend final : public Backend {
+ public:
+  // threads <= 0 keeps OpenMP's default (OMP_NUM_THREADS or all cores).
+  explicit CpuBackend(int threads = 0);
+  const char* name() const override { return "cpu"; }
+  bool supports(Op op, DType dtype) const override;
+  int threads() const;
+
+  void matmul(Tensor c, Tensor a, Tensor b, bool trans_a, bool trans_b, double alpha, double beta) override;
+  void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) override;
+  void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tensor rstd) override;
+  void rope(Tensor x, Tensor cos, Tensor sin, int64_t pos0, bool inverse) override;
+  void swiglu_forward(Tensor out, Tensor gate, Tensor up) override;
+  void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) override;
+  void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v) override;
+  void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor probs,
+                          Tensor scratch) override;
+  int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq) const override;
+  void embedding_forward(Tensor out, Tensor table, const int32_t* ids) override;
+  void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
+  double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
+                      double grad_scale) override;
+  void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) override;
+  void copy(Tensor dst, Tensor src) override;
+  void zero(Tensor x) override;
+  void scale(Tensor x, double alpha) override;
+  double sum_squares(Tensor x) override;
+};
+
+// Peak single-precision GEMM rate of this machine through the same OpenBLAS, in GFLOP/s: the ceiling the
+// training step is measured against. Square n x n x n products, best of `reps`.
+double measure_sgemm_gflops(int64_t n, int reps);
+
+}  // namespace polyllama

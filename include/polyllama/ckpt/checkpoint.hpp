@@ -1,0 +1,43 @@
+#pragma once
+// Checkpoints per DESIGN.md section 4: ckpt/step_XXXXXXXX/{model.h5, optim.h5} with Hugging Face tensor
+// names, full logical shapes, Fletcher32 checksums on every dataset, the config, trainer state and tokenizer
+// inside. A save goes to step_XXXXXXXX.tmp, is read back and verified, renamed, and only then does `latest`
+// move: an interrupted or failed save never replaces the last good checkpoint.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "polyllama/core/tensor.hpp"
+
+namespace polyllama {
+
+constexpr int kCheckpointFormatVersion = 1;
+
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
+struct CheckpointMeta {
+  std::string config_json;      // Hugging Face config.json of the model
+  std::string trainer_json;     // step, consumed samples/tokens, schedule, seeds (empty for a fresh init)
+  std::string tokenizer_bytes;  // the SentencePiece .model file
+  int format_version = kCheckpointFormatVersion;
+};
+
+// Writes one HDF5 file of tensors (and, for model.h5, the metadata).
+void write_tensor_file(const std::string& path, const std::vector<NamedTensor>& tensors, const CheckpointMeta* meta);
+// Reads every tensor of `into` by name, checking shape; a missing, unexpected or corrupt dataset is an error
+// naming the file and the tensor. Values convert to each tensor's dtype.
+void read_tensor_file(const std::string& path, const std::vector<NamedTensor>& into);
+CheckpointMeta read_meta(const std::string& model_h5);
+
+// Saves a complete checkpoint under ckpt_root and points ckpt_root/latest at it; returns its directory.
+std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,
+                            const std::vector<NamedTensor>& optim, const CheckpointMeta& meta);
+// The directory `latest` names under ckpt_root, or "" when there is none.
+std::string latest_checkpoint(const std::string& ckpt_root);
+// Keeps the newest `keep` complete step directories (0 keeps all).
+void prune_checkpoints(const std::string& ckpt_root, int keep);
+
+}  // namespace polyllama

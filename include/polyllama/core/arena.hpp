@@ -1,0 +1,44 @@
+#pragma once
+// One aligned allocation carved into tensors. Plan all sizes first (reserve), then allocate once: nothing in
+// the training step allocates.
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "polyllama/core/tensor.hpp"
+
+namespace polyllama {
+
+class Arena {
+ public:
+  explicit Arena(std::string name, DType dtype) : name_(std::move(name)), dtype_(dtype) {}
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  // Returns a handle; the tensor is valid after allocate().
+  int reserve(std::initializer_list<int64_t> dims);
+  void allocate(bool zero = true);
+  Tensor get(int handle) const;
+  // The whole arena as one flat tensor (for passes over every parameter at once).
+  Tensor flat() const { return Tensor(base_.get(), dtype_, {total_elems_}); }
+  size_t bytes() const { return static_cast<size_t>(total_elems_) * dtype_size(dtype_); }
+  const std::string& name() const { return name_; }
+  DType dtype() const { return dtype_; }
+
+ private:
+  struct Slot {
+    std::array<int64_t, 4> shape;
+    int ndim;
+    int64_t offset;  // elements
+  };
+  std::string name_;
+  DType dtype_;
+  std::vector<Slot> slots_;
+  int64_t total_elems_ = 0;
+  std::unique_ptr<char, void (*)(void*)> base_{nullptr, nullptr};
+};
+
+}  // namespace polyllama

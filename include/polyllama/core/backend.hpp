@@ -1,0 +1,74 @@
+#pragma once
+// The op table every backend implements (CPU now, CUDA in its own area). The model is written against this
+// interface alone. Conventions: row-major; "(N, C)" means N rows of C; outputs documented as `=` are
+// overwritten, `+=` accumulate (weight and residual-stream gradients accumulate).
+#include <cstdint>
+
+#include "polyllama/core/tensor.hpp"
+
+namespace polyllama {
+
+enum class Op : int {
+  matmul, rmsnorm, rope, swiglu, attention, embedding, softmax_xent, adamw, elementwise, count
+};
+
+struct AdamWParams {
+  double lr = 0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0;
+  int64_t step = 1;  // 1-based, for bias correction
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual bool supports(Op op, DType dtype) const = 0;
+
+  // c = alpha * op(a) @ op(b) + beta * c; a is (M, K) or, with trans_a, stored (K, M); likewise b.
+  virtual void matmul(Tensor c, Tensor a, Tensor b, bool trans_a, bool trans_b, double alpha, double beta) = 0;
+
+  // y = x / rms(x) * w, x (N, C); rstd (N) = 1 / rms saved for backward.
+  virtual void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) = 0;
+  // dx += ..., dw += ...
+  virtual void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tensor rstd) = 0;
+
+  // In place on x (B, T, H, D), rotate-half convention (Hugging Face LLaMA): pairs (i, i + D/2) rotate by
+  // angle pos * theta^(-2i/D) with pos = pos0 + t. cos/sin are (max_pos, D/2). inverse applies the
+  // transposed rotation, which is exactly the backward pass.
+  virtual void rope(Tensor x, Tensor cos, Tensor sin, int64_t pos0, bool inverse) = 0;
+
+  // out = silu(gate) * up, all (N, F).
+  virtual void swiglu_forward(Tensor out, Tensor gate, Tensor up) = 0;
+  // dgate = ..., dup = ...
+  virtual void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) = 0;
+
+  // Causal grouped-query attention. q, out (B, T, H, D); k, v (B, T, KV, D) with H % KV == 0;
+  // probs (B, H, T, T) = softmax(q k^T / sqrt(D)) saved for backward (upper triangle = 0).
+  virtual void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v) = 0;
+  // dq = ..., dk = ..., dv = ...; scratch holds attention_scratch_elems(B, H, T) elements.
+  virtual void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                                  Tensor probs, Tensor scratch) = 0;
+
+  virtual int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq) const = 0;
+
+  // out (N, C) = table[ids]; ids are N token ids < table rows.
+  virtual void embedding_forward(Tensor out, Tensor table, const int32_t* ids) = 0;
+  // dtable[ids[n]] += dout[n]
+  virtual void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) = 0;
+
+  // Fused softmax cross-entropy over logits (N, V). loss[n] = -log softmax(logits[n])[target[n]], 0 where
+  // target == ignore_index. With want_grad the logits are overwritten by grad_scale * (softmax - onehot)
+  // (zero rows for ignored targets), so the full logits never need a second buffer. Returns sum of loss.
+  virtual double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index,
+                              bool want_grad, double grad_scale) = 0;
+
+  // Decoupled AdamW on one parameter tensor; m and v are updated in place.
+  virtual void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) = 0;
+
+  // Elementwise helpers.
+  virtual void copy(Tensor dst, Tensor src) = 0;
+  virtual void zero(Tensor x) = 0;
+  virtual void scale(Tensor x, double alpha) = 0;
+  virtual double sum_squares(Tensor x) = 0;  // accumulated in double
+};
+
+}  // namespace polyllama

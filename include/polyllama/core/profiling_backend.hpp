@@ -1,0 +1,53 @@
+#pragma once
+// Wraps any backend and accumulates wall time and calls per op: `bench --profile` prints where a step's time
+// goes. Timing is host-side, so a backend with asynchronous ops must synchronise to be measured (CPU is sync).
+#include <array>
+#include <string>
+
+#include "polyllama/core/backend.hpp"
+
+namespace polyllama {
+
+class ProfilingBackend final : public Backend {
+ public:
+  explicit ProfilingBackend(Backend& inner) : in_(inner) {}
+  const char* name() const override { return in_.name(); }
+  bool supports(Op op, DType dtype) const override { return in_.supports(op, dtype); }
+
+  void matmul(Tensor c, Tensor a, Tensor b, bool ta, bool tb, double alpha, double beta) override;
+  void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) override;
+  void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tensor rstd) override;
+  void rope(Tensor x, Tensor cos, Tensor sin, int64_t pos0, bool inverse) override;
+  void swiglu_forward(Tensor out, Tensor gate, Tensor up) override;
+  void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) override;
+  void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v) override;
+  void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor probs,
+                          Tensor scratch) override;
+  int64_t attention_scratch_elems(int64_t b, int64_t h, int64_t t) const override {
+    return in_.attention_scratch_elems(b, h, t);
+  }
+  void embedding_forward(Tensor out, Tensor table, const int32_t* ids) override;
+  void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
+  double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
+                      double grad_scale) override;
+  void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) override;
+  void copy(Tensor dst, Tensor src) override;
+  void zero(Tensor x) override;
+  void scale(Tensor x, double alpha) override;
+  double sum_squares(Tensor x) override;
+
+  // Rows "op  seconds  share  calls", sorted by time; `steps` divides the totals.
+  std::string report(int64_t steps) const;
+  void reset();
+
+ private:
+  enum Slot : int {
+    kMatmul, kNormF, kNormB, kRope, kSwigluF, kSwigluB, kAttnF, kAttnB, kEmbF, kEmbB, kXent, kAdamw, kElem, kSlots
+  };
+  struct Timer;
+  Backend& in_;
+  std::array<double, kSlots> sec_{};
+  std::array<int64_t, kSlots> calls_{};
+};
+
+}  // namespace polyllama

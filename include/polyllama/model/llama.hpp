@@ -1,0 +1,93 @@
+#pragma once
+// LLaMA as explicit forward and backward passes over the backend's op table. Parameters, gradients and
+// activations each live in one arena, sized once by allocate_activations(); a training step allocates nothing.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "polyllama/core/arena.hpp"
+#include "polyllama/core/backend.hpp"
+#include "polyllama/model/config.hpp"
+
+namespace polyllama {
+
+struct ParamInfo {
+  std::string name;  // Hugging Face name, e.g. model.layers.3.self_attn.q_proj.weight
+  int handle;        // in the params and grads arenas
+  bool decay;        // weight decay applies (not to norm weights)
+};
+
+class LlamaModel {
+ public:
+  static constexpr int32_t kIgnoreIndex = -100;  // PyTorch's default for cross-entropy
+
+  LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype = DType::f32);
+
+  const ModelConfig& config() const { return cfg_; }
+  DType dtype() const { return dtype_; }
+  Backend& backend() { return be_; }
+
+  // Parameters in Hugging Face order; the tied LM head is not a separate entry.
+  const std::vector<ParamInfo>& params() const { return params_; }
+  Tensor param(size_t i) const { return weights_.get(params_[i].handle); }
+  Tensor grad(size_t i) const { return grads_.get(params_[i].handle); }
+  Tensor all_params() const { return weights_.flat(); }
+  Tensor all_grads() const { return grads_.flat(); }
+  // Index of a parameter by name; fails with the name when absent.
+  size_t param_index(const std::string& name) const;
+
+  // N(0, std) for every matrix, ones for norm weights; a pure function of (seed, parameter name, index).
+  void init_random(uint64_t seed, double std);
+
+  // Sizes every activation buffer for micro-batches of (batch, seq). Call once before training.
+  void allocate_activations(int64_t batch, int64_t seq);
+  int64_t batch() const { return B_; }
+  int64_t seq() const { return T_; }
+  size_t activation_bytes() const { return acts_.bytes(); }
+  size_t parameter_bytes() const { return weights_.bytes(); }
+
+  // One micro-batch: inputs and targets are (batch, seq) token ids; targets equal to kIgnoreIndex carry no
+  // loss. Returns the summed loss over counted targets. With want_grad, gradients of
+  // (loss_scale * summed loss) are accumulated (+=) into grads; zero_grads() clears them.
+  double forward_backward(const int32_t* inputs, const int32_t* targets, double loss_scale, bool want_grad);
+  void zero_grads();
+
+  // Forward only, writing every logit to logits (batch * seq, vocab): for tests and generation.
+  void forward_logits(const int32_t* inputs, Tensor logits);
+
+ private:
+  struct Layer {  // parameter indices
+    size_t ln1, wq, wk, wv, wo, ln2, wg, wu, wd;
+  };
+  struct LayerActs {  // arena handles of what the backward pass reads
+    int res_in, ln1, rstd1, q, k, v, probs, att, res_mid, ln2, rstd2, gate, up, act;
+  };
+  void register_params();
+  size_t add_param(const std::string& name, std::initializer_list<int64_t> dims, bool decay);
+  void forward(const int32_t* inputs);
+  // LM head and loss in row chunks, fused with the head's backward so full logits never exist at once.
+  double head_and_loss(const int32_t* targets, double loss_scale, bool want_grad);
+  void backward(const int32_t* inputs);
+  Tensor P(size_t i) const { return param(i); }
+  Tensor G(size_t i) const { return grad(i); }
+  Tensor A(int h) const { return acts_.get(h); }
+  Tensor head_weight() const { return P(cfg_.tie_word_embeddings ? embed_ : lm_head_); }
+  Tensor head_grad() const { return G(cfg_.tie_word_embeddings ? embed_ : lm_head_); }
+
+  ModelConfig cfg_;
+  Backend& be_;
+  DType dtype_;
+  Arena weights_, grads_, acts_;
+  std::vector<ParamInfo> params_;
+  std::vector<Layer> layers_;
+  size_t embed_ = 0, norm_ = 0, lm_head_ = 0;
+
+  int64_t B_ = 0, T_ = 0, head_chunk_ = 0;
+  std::vector<LayerActs> la_;
+  int res_final_ = -1, lnf_ = -1, rstdf_ = -1, rope_cos_ = -1, rope_sin_ = -1, logits_ = -1, loss_rows_ = -1;
+  // Backward scratch, shared by all layers.
+  int dres_ = -1, dln_ = -1, datt_ = -1, dq_ = -1, dk_ = -1, dv_ = -1, dact_ = -1, dgate_ = -1, dup_ = -1,
+      attn_scratch_ = -1;
+};
+
+}  // namespace polyllama

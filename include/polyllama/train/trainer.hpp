@@ -1,0 +1,77 @@
+#pragma once
+// The one training loop that pretrain (and later sft) share: micro-batch accumulation, the schedule,
+// logging and metrics.jsonl, evaluation, periodic checkpoints, exact resume and clean stops on signals.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/data/token_windows.hpp"
+#include "polyllama/model/llama.hpp"
+#include "polyllama/optim/adamw.hpp"
+
+namespace polyllama {
+
+struct TrainConfig {
+  std::string run_dir = "run";   // metrics.jsonl and ckpt/ live here
+  int64_t steps = 1000;          // optimizer steps in the whole run (the schedule's length)
+  int64_t seq_len = 256;
+  int64_t micro_batch = 4;       // sequences per forward/backward
+  int64_t global_batch = 0;      // sequences per optimizer step; 0 = micro_batch (no accumulation)
+  int64_t log_interval = 10;
+  int64_t eval_interval = 0;     // 0: only at the end (when there is validation data)
+  int64_t eval_batches = 16;     // micro-batches of validation windows per evaluation (0 = all)
+  int64_t save_interval = 0;     // 0: only at the end
+  int keep_last = 0;             // checkpoints to keep (0 = all)
+  uint64_t seed = 1234;          // data order
+  void validate() const;
+  int64_t accum_steps() const { return (global_batch > 0 ? global_batch : micro_batch) / micro_batch; }
+};
+
+struct TrainerState {
+  int64_t step = 0;              // optimizer steps done
+  int64_t consumed_samples = 0;  // sequences drawn from the sampler
+  int64_t consumed_tokens = 0;   // targets that carried loss
+};
+
+struct TrainResult {
+  std::vector<double> losses;  // training loss per step of this invocation
+  double last_val_loss = -1;
+  bool stopped_by_signal = false;
+  double tokens_per_s = 0;
+};
+
+// Model and optimizer tensors under their checkpoint names (Hugging Face names; exp_avg.<name> ...).
+std::vector<NamedTensor> model_tensors(const LlamaModel& m);
+std::vector<NamedTensor> optimizer_tensors(const AdamW& opt);
+
+class Trainer {
+ public:
+  Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const TokenWindows& train,
+          const TokenWindows* val, CheckpointMeta base_meta);
+  // Restores optimizer and trainer state from a checkpoint directory written by this trainer.
+  void resume_from(const std::string& step_dir);
+  TrainResult run();
+  // Mean loss per target token over the validation windows.
+  double evaluate();
+  const TrainerState& state() const { return st_; }
+  std::string save();
+
+ private:
+  TrainConfig cfg_;
+  OptimConfig ocfg_;
+  LlamaModel& model_;
+  AdamW opt_;
+  const TokenWindows& train_;
+  const TokenWindows* val_;
+  CheckpointMeta meta_;
+  TrainerState st_;
+  std::vector<int32_t> inputs_, targets_;
+};
+
+// SIGINT/SIGTERM/SIGUSR1 set a flag the loop checks between steps (Slurm sends SIGTERM, or SIGUSR1 with
+// --signal, before a time limit).
+void install_stop_signal_handlers();
+bool stop_requested();
+
+}  // namespace polyllama

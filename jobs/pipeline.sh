@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The polyllama pipeline on one node: corpus -> tokenizer -> init -> continued pretraining.
+# With no arguments it runs the embedded default: Chinese poems and prose from Debian's fortunes-zh, a
+# 8000-piece tokenizer, a 4-layer model, 300 steps on 2 cores (a few minutes).
+# Every stage is a polyllama verb; override any of them with the variables below.
+#   RUN_DIR   (runs/default)   where the tokenizer, checkpoints and metrics go
+#   CORPUS    (generated)      plain-text file(s); blank lines separate documents
+#   VOCAB     (8000)           pieces of the new tokenizer
+#   MODEL     (--hidden-size 128 --intermediate-size 352 --num-hidden-layers 4 --num-attention-heads 4
+#              --num-key-value-heads 2)    model flags for `polyllama init`
+#   STEPS (300)  SEQ (128)  MICRO_BATCH (8)  LR (3e-3)  THREADS (all cores)
+#   POLYLLAMA (build/polyllama)  LAUNCH ("" ; e.g. "srun" or "mpirun -np 1")
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${POLYLLAMA:-$root/build/polyllama}
+run=${RUN_DIR:-$root/runs/default}
+launch=${LAUNCH:-}
+mkdir -p "$run"
+[[ -x $bin ]] || { echo "pipeline: $bin not found; build first (tools/build.sh)" >&2; exit 1; }
+
+corpus=${CORPUS:-}
+if [[ -z $corpus ]]; then
+  corpus=$run/corpus.txt
+  [[ -s $corpus ]] || "$root/tools/corpus-fortunes-zh.sh" "$corpus"
+fi
+# shellcheck disable=SC2206
+corpus_files=($corpus)
+
+if [[ ! -s $run/tokenizer.model ]]; then
+  echo "== tokenizer train"
+  $launch "$bin" tokenizer train --input "${corpus_files[@]}" --vocab-size "${VOCAB:-8000}" --out "$run/tokenizer.model" \
+    --spm character_coverage=0.9995
+fi
+if [[ ! -f $run/ckpt/latest ]]; then
+  echo "== init"
+  # shellcheck disable=SC2086
+  $launch "$bin" init --run-dir "$run" --tokenizer "$run/tokenizer.model" --preset tiny \
+    ${MODEL:---hidden-size 128 --intermediate-size 352 --num-hidden-layers 4 --num-attention-heads 4 --num-key-value-heads 2}
+fi
+echo "== pretrain"
+threads=()
+[[ -n ${THREADS:-} ]] && threads=(--threads "$THREADS")
+set +e
+$launch "$bin" pretrain --run-dir "$run" --data "${corpus_files[@]}" --blank-line-docs \
+  --steps "${STEPS:-300}" --seq-len "${SEQ:-128}" --micro-batch "${MICRO_BATCH:-8}" --lr "${LR:-3e-3}" \
+  --min-lr 3e-4 --warmup-steps 30 --log-interval 25 --eval-interval 100 --save-interval 100 --keep-last 2 "${threads[@]}"
+rc=$?
+set -e
+if [[ $rc -eq 3 ]]; then echo "pipeline: stopped by a signal after a clean checkpoint; rerun to resume"; exit 3; fi
+[[ $rc -eq 0 ]] || exit $rc
+echo "== done: checkpoints in $run/ckpt, metrics in $run/metrics.jsonl"

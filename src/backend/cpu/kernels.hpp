@@ -1,0 +1,38 @@
+#pragma once
+// Internal to the CPU backend: the typed kernels behind CpuBackend's dtype dispatch. Explicitly instantiated
+// for float and double in each kernel's file.
+#include <cstdint>
+
+#include "polyllama/core/backend.hpp"
+
+namespace polyllama::cpu {
+
+// Row-major C (M, N) = alpha * op(A) op(B) + beta * C with explicit leading dims (strided head views).
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc);
+
+template <typename T> void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int64_t N, int64_t C, double eps);
+template <typename T>
+void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t N, int64_t C);
+template <typename T>
+void rope(T* x, const T* cos, const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t D, int64_t pos0, bool inverse);
+template <typename T> void swiglu_forward(T* out, const T* gate, const T* up, int64_t n);
+template <typename T> void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n);
+template <typename T>
+void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H,
+                       int64_t KV, int64_t D);
+template <typename T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* probs,
+                        T* scratch, int64_t B, int64_t Tn, int64_t H, int64_t KV, int64_t D);
+template <typename T> void embedding_forward(T* out, const T* table, const int32_t* ids, int64_t N, int64_t C);
+template <typename T> void embedding_backward(T* dtable, const T* dout, const int32_t* ids, int64_t N, int64_t C);
+template <typename T>
+double softmax_xent(T* logits, T* loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
+                    double grad_scale, int64_t N, int64_t V);
+template <typename T> void adamw(T* p, const T* g, T* m, T* v, int64_t n, const AdamWParams& hp);
+
+// Rows of the attention block that one GEMM handles: keeps the causal waste to under one block per row.
+constexpr int64_t kAttnBlock = 64;
+
+}  // namespace polyllama::cpu

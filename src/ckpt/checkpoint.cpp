@@ -1,0 +1,74 @@
+#include "polyllama/ckpt/checkpoint.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace polyllama {
+
+namespace {
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+// Writes `content` to path via a temporary file and rename(2), which is atomic on POSIX file systems.
+void write_atomically(const fs::path& path, const std::string& content) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << content;
+    if (!f.flush()) fail_runtime("cannot write " + tmp.string(), __FILE__, __LINE__);
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,
+                            const std::vector<NamedTensor>& optim, const CheckpointMeta& meta) {
+  const fs::path root(ckpt_root), final_dir = root / step_name(step), tmp_dir = root / (step_name(step) + ".tmp");
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) fail_input("cannot create checkpoint directory " + root.string() + ": " + ec.message());
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+  write_tensor_file((tmp_dir / "model.h5").string(), model, &meta);
+  if (!optim.empty()) write_tensor_file((tmp_dir / "optim.h5").string(), optim, nullptr);
+  // Verify before publishing: every checksum and the metadata read back.
+  read_meta((tmp_dir / "model.h5").string());
+  fs::remove_all(final_dir);  // a same-step directory can only be an older save of this step
+  fs::rename(tmp_dir, final_dir);
+  write_atomically(root / "latest", step_name(step) + "\n");
+  return final_dir.string();
+}
+
+std::string latest_checkpoint(const std::string& ckpt_root) {
+  std::ifstream f(fs::path(ckpt_root) / "latest");
+  std::string name;
+  if (!(f >> name)) return "";
+  const fs::path dir = fs::path(ckpt_root) / name;
+  if (!fs::exists(dir / "model.h5"))
+    fail_input(ckpt_root + "/latest names " + name + ", which has no model.h5 (deleted by hand?)");
+  return dir.string();
+}
+
+void prune_checkpoints(const std::string& ckpt_root, int keep) {
+  if (keep <= 0 || !fs::exists(ckpt_root)) return;
+  std::set<std::string> steps;  // zero-padded names sort by step
+  for (const auto& e : fs::directory_iterator(ckpt_root)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_directory() && n.rfind("step_", 0) == 0 && n.find(".tmp") == std::string::npos) steps.insert(n);
+  }
+  while (static_cast<int>(steps.size()) > keep) {
+    fs::remove_all(fs::path(ckpt_root) / *steps.begin());
+    steps.erase(steps.begin());
+  }
+}
+
+}  // namespace polyllama

@@ -1,0 +1,60 @@
+// polyllama: one binary, one verb per stage (DESIGN.md section 1).
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "polyllama/core/error.hpp"
+#include "polyllama/core/log.hpp"
+#include "verbs.hpp"
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int world_rank = 0, world_size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  polyllama::set_log_rank(world_rank);
+
+  CLI::App app{"polyllama " POLYLLAMA_VERSION
+               ": move a LLaMA model to a new language. Verbs, in pipeline order: tokenizer, init, pretrain; "
+               "bench measures a training step. `polyllama VERB --help` explains each."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", POLYLLAMA_VERSION);
+  std::vector<polyllama::cli::RunFn> verbs = {polyllama::cli::add_tokenizer(app), polyllama::cli::add_init(app),
+                                              polyllama::cli::add_pretrain(app), polyllama::cli::add_bench(app)};
+  int rc = 0;
+  try {
+    std::vector<std::string> args =
+        polyllama::cli::expand_config(app, std::vector<std::string>(argv + 1, argv + argc));
+    std::reverse(args.begin(), args.end());  // CLI11 consumes a vector from the back
+    app.parse(args);
+  } catch (const polyllama::Error& e) {
+    std::fprintf(stderr, "polyllama: error: %s\n", e.what());
+    MPI_Finalize();
+    return e.code();
+  } catch (const CLI::ParseError& e) {
+    rc = app.exit(e);
+    if (rc != 0) rc = polyllama::kExitBadInput;
+    MPI_Finalize();
+    return rc;
+  }
+  try {
+    std::vector<CLI::App*> all = app.get_subcommands({});
+    for (size_t i = 0; i < all.size(); ++i)
+      if (all[i]->parsed()) rc = verbs[i]();
+  } catch (const polyllama::Error& e) {
+    std::fprintf(stderr, "polyllama: error: %s\n", e.what());
+    std::fflush(stderr);
+    if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, e.code());
+    MPI_Finalize();
+    return e.code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "polyllama: error: %s\n", e.what());
+    std::fflush(stderr);
+    if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, polyllama::kExitRuntime);
+    MPI_Finalize();
+    return polyllama::kExitRuntime;
+  }
+  MPI_Finalize();
+  return rc;
+}

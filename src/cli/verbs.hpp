@@ -1,0 +1,36 @@
+#pragma once
+// Each verb registers its CLI11 subcommand and returns the function that runs it once parsed.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+#include "polyllama/model/config.hpp"
+
+namespace polyllama::cli {
+
+using RunFn = std::function<int()>;
+
+RunFn add_tokenizer(CLI::App& app);
+RunFn add_init(CLI::App& app);
+RunFn add_pretrain(CLI::App& app);
+RunFn add_bench(CLI::App& app);
+
+// --preset and the Hugging Face config fields as flags; explicit flags override the preset.
+struct ModelOptions {
+  std::string preset;
+  ModelConfig cfg;
+  std::vector<CLI::Option*> explicit_opts;
+  void add(CLI::App* cmd, const std::string& default_preset);
+  // The preset with every explicitly given flag applied, validated.
+  ModelConfig resolve() const;
+};
+
+// Every verb reads its options from a TOML file too: `--config FILE`.
+void add_config_file(CLI::App* cmd);
+// Rewrites argv (without argv[0]) so the --config file's keys come first as ordinary options.
+std::vector<std::string> expand_config(CLI::App& app, std::vector<std::string> args);
+// Prints one JSON line when --json was given, else nothing.
+void print_json_summary(bool enabled, const std::string& json_line);
+
+}  // namespace polyllama::cli

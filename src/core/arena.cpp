@@ -1,0 +1,45 @@
+#include "polyllama/core/arena.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace polyllama {
+
+namespace {
+constexpr int64_t kAlignElems = 16;  // 64-byte alignment for fp32, 128 for fp64: whole cache lines per tensor
+}
+
+int Arena::reserve(std::initializer_list<int64_t> dims) {
+  PL_CHECK(!base_, "arena " + name_ + " already allocated");
+  Slot s{{0, 0, 0, 0}, 0, total_elems_};
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    s.shape[static_cast<size_t>(s.ndim++)] = d;
+    n *= d;
+  }
+  total_elems_ += (n + kAlignElems - 1) / kAlignElems * kAlignElems;
+  slots_.push_back(s);
+  return static_cast<int>(slots_.size()) - 1;
+}
+
+void Arena::allocate(bool zero) {
+  PL_CHECK(!base_, "arena " + name_ + " already allocated");
+  size_t nbytes = bytes() == 0 ? 64 : (bytes() + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, nbytes);
+  if (!p) fail_runtime("out of memory allocating " + std::to_string(nbytes >> 20) + " MiB for " + name_, __FILE__, __LINE__);
+  if (zero) std::memset(p, 0, nbytes);
+  base_ = std::unique_ptr<char, void (*)(void*)>(static_cast<char*>(p), std::free);
+}
+
+Tensor Arena::get(int handle) const {
+  PL_CHECK(base_, "arena " + name_ + " used before allocate()");
+  const Slot& s = slots_.at(static_cast<size_t>(handle));
+  Tensor t;
+  t.data = base_.get() + static_cast<size_t>(s.offset) * dtype_size(dtype_);
+  t.dtype = dtype_;
+  t.ndim = s.ndim;
+  t.shape = s.shape;
+  return t;
+}
+
+}  // namespace polyllama

@@ -1,0 +1,83 @@
+#include <algorithm>
+
+#include "polyllama/model/llama.hpp"
+
+namespace polyllama {
+
+// x @ W^T for Hugging Face's [out, in] weights: y (N, out) = alpha x (N, in) W^T + beta y.
+static void linear(Backend& be, Tensor y, Tensor x, Tensor w, double beta = 0.0) {
+  be.matmul(y, x, w, false, true, 1.0, beta);
+}
+
+void LlamaModel::forward(const int32_t* inputs) {
+  PL_CHECK(B_ > 0, "allocate_activations() before forward");
+  const int64_t N = B_ * T_, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, D = cfg_.head_dim();
+  for (int64_t n = 0; n < N; ++n)
+    if (inputs[n] < 0 || inputs[n] >= cfg_.vocab_size)
+      fail_input("token id " + std::to_string(inputs[n]) + " at position " + std::to_string(n) +
+                 " is outside the vocabulary of " + std::to_string(cfg_.vocab_size));
+
+  be_.embedding_forward(A(la_[0].res_in), P(embed_), inputs);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& w = layers_[l];
+    const LayerActs& a = la_[l];
+    const Tensor res_out = l + 1 < layers_.size() ? A(la_[l + 1].res_in) : A(res_final_);
+
+    be_.rmsnorm_forward(A(a.ln1), A(a.rstd1), A(a.res_in), P(w.ln1), cfg_.rms_norm_eps);
+    linear(be_, A(a.q), A(a.ln1), P(w.wq));
+    linear(be_, A(a.k), A(a.ln1), P(w.wk));
+    linear(be_, A(a.v), A(a.ln1), P(w.wv));
+    Tensor q4 = A(a.q).view({B_, T_, H, D}), k4 = A(a.k).view({B_, T_, KV, D}), v4 = A(a.v).view({B_, T_, KV, D});
+    be_.rope(q4, A(rope_cos_), A(rope_sin_), 0, false);
+    be_.rope(k4, A(rope_cos_), A(rope_sin_), 0, false);
+    be_.attention_forward(A(a.att).view({B_, T_, H, D}), A(a.probs), q4, k4, v4);
+    be_.copy(A(a.res_mid), A(a.res_in));
+    linear(be_, A(a.res_mid), A(a.att), P(w.wo), 1.0);
+
+    be_.rmsnorm_forward(A(a.ln2), A(a.rstd2), A(a.res_mid), P(w.ln2), cfg_.rms_norm_eps);
+    linear(be_, A(a.gate), A(a.ln2), P(w.wg));
+    linear(be_, A(a.up), A(a.ln2), P(w.wu));
+    be_.swiglu_forward(A(a.act), A(a.gate), A(a.up));
+    be_.copy(res_out, A(a.res_mid));
+    linear(be_, res_out, A(a.act), P(w.wd), 1.0);
+  }
+  be_.rmsnorm_forward(A(lnf_), A(rstdf_), A(res_final_), P(norm_), cfg_.rms_norm_eps);
+}
+
+double LlamaModel::head_and_loss(const int32_t* targets, double loss_scale, bool want_grad) {
+  const int64_t N = B_ * T_;
+  for (int64_t n = 0; n < N; ++n)
+    if (targets[n] != kIgnoreIndex && (targets[n] < 0 || targets[n] >= cfg_.vocab_size))
+      fail_input("target id " + std::to_string(targets[n]) + " at position " + std::to_string(n) +
+                 " is outside the vocabulary of " + std::to_string(cfg_.vocab_size));
+  const Tensor W = head_weight(), lnf = A(lnf_), loss = A(loss_rows_);
+  double total = 0;
+  for (int64_t r0 = 0; r0 < N; r0 += head_chunk_) {
+    const int64_t m = std::min(head_chunk_, N - r0);
+    Tensor logits = A(logits_).slice_rows(0, m), x = lnf.slice_rows(r0, m);
+    linear(be_, logits, x, W);
+    total += be_.softmax_xent(logits, loss.slice_rows(r0, m), targets + r0, kIgnoreIndex, want_grad, loss_scale);
+    if (want_grad) {  // logits now hold dL/dlogits
+      be_.matmul(A(dln_).slice_rows(r0, m), logits, W, false, false, 1.0, 0.0);
+      be_.matmul(head_grad(), logits, x, true, false, 1.0, 1.0);
+    }
+  }
+  return total;
+}
+
+double LlamaModel::forward_backward(const int32_t* inputs, const int32_t* targets, double loss_scale,
+                                    bool want_grad) {
+  forward(inputs);
+  const double total = head_and_loss(targets, loss_scale, want_grad);
+  if (want_grad) backward(inputs);
+  return total;
+}
+
+void LlamaModel::forward_logits(const int32_t* inputs, Tensor logits) {
+  const int64_t N = B_ * T_;
+  PL_CHECK(logits.rows() == N && logits.cols() == cfg_.vocab_size, "logits must be (batch * seq, vocab)");
+  forward(inputs);
+  linear(be_, logits, A(lnf_), head_weight());
+}
+
+}  // namespace polyllama

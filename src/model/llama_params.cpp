@@ -1,0 +1,134 @@
+#include <cmath>
+
+#include "polyllama/core/random.hpp"
+#include "polyllama/model/llama.hpp"
+
+namespace polyllama {
+
+LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype)
+    : cfg_(cfg), be_(backend), dtype_(dtype), weights_("weights", dtype), grads_("grads", dtype),
+      acts_("activations", dtype) {
+  cfg_.validate();
+  register_params();
+  weights_.allocate();
+  grads_.allocate();
+}
+
+size_t LlamaModel::add_param(const std::string& name, std::initializer_list<int64_t> dims, bool decay) {
+  weights_.reserve(dims);
+  int h = grads_.reserve(dims);
+  params_.push_back({name, h, decay});
+  return params_.size() - 1;
+}
+
+void LlamaModel::register_params() {
+  const int64_t C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
+  const int64_t Hd = cfg_.num_attention_heads * cfg_.head_dim(), KVd = cfg_.num_key_value_heads * cfg_.head_dim();
+  embed_ = add_param("model.embed_tokens.weight", {V, C}, true);
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    Layer L{};
+    L.ln1 = add_param(p + "input_layernorm.weight", {C}, false);
+    L.wq = add_param(p + "self_attn.q_proj.weight", {Hd, C}, true);
+    L.wk = add_param(p + "self_attn.k_proj.weight", {KVd, C}, true);
+    L.wv = add_param(p + "self_attn.v_proj.weight", {KVd, C}, true);
+    L.wo = add_param(p + "self_attn.o_proj.weight", {C, Hd}, true);
+    L.ln2 = add_param(p + "post_attention_layernorm.weight", {C}, false);
+    L.wg = add_param(p + "mlp.gate_proj.weight", {F, C}, true);
+    L.wu = add_param(p + "mlp.up_proj.weight", {F, C}, true);
+    L.wd = add_param(p + "mlp.down_proj.weight", {C, F}, true);
+    layers_.push_back(L);
+  }
+  norm_ = add_param("model.norm.weight", {C}, false);
+  if (!cfg_.tie_word_embeddings) lm_head_ = add_param("lm_head.weight", {V, C}, true);
+}
+
+size_t LlamaModel::param_index(const std::string& name) const {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].name == name) return i;
+  fail_input("no parameter named '" + name + "' in this model");
+}
+
+void LlamaModel::init_random(uint64_t seed, double std) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor t = param(i);
+    const bool is_norm = !params_[i].decay;
+    uint64_t stream = 0;  // the name, hashed: the draw does not depend on registration order
+    for (char ch : params_[i].name) stream = mix64(stream ^ static_cast<unsigned char>(ch));
+    const int64_t n = t.numel();
+    auto fill = [&](auto* p) {
+      using T = std::remove_pointer_t<decltype(p)>;
+#pragma omp parallel for schedule(static)
+      for (int64_t j = 0; j < n; ++j)
+        p[j] = is_norm ? T(1) : static_cast<T>(std * random_normal(seed, stream, static_cast<uint64_t>(j)));
+    };
+    if (dtype_ == DType::f32) fill(t.ptr<float>());
+    else fill(t.ptr<double>());
+  }
+}
+
+void LlamaModel::zero_grads() { be_.zero(grads_.flat()); }
+
+void LlamaModel::allocate_activations(int64_t batch, int64_t seq) {
+  PL_CHECK(B_ == 0, "activations are allocated once");
+  if (seq > cfg_.max_position_embeddings)
+    fail_input("seq_len " + std::to_string(seq) + " exceeds max_position_embeddings " +
+               std::to_string(cfg_.max_position_embeddings));
+  B_ = batch, T_ = seq;
+  const int64_t N = batch * seq, C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
+  const int64_t H = cfg_.num_attention_heads, D = cfg_.head_dim(), Hd = H * D, KVd = cfg_.num_key_value_heads * D;
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    LayerActs a{};
+    a.res_in = acts_.reserve({N, C});
+    a.ln1 = acts_.reserve({N, C});
+    a.rstd1 = acts_.reserve({N});
+    a.q = acts_.reserve({N, Hd});
+    a.k = acts_.reserve({N, KVd});
+    a.v = acts_.reserve({N, KVd});
+    a.probs = acts_.reserve({batch, H, seq, seq});
+    a.att = acts_.reserve({N, Hd});
+    a.res_mid = acts_.reserve({N, C});
+    a.ln2 = acts_.reserve({N, C});
+    a.rstd2 = acts_.reserve({N});
+    a.gate = acts_.reserve({N, F});
+    a.up = acts_.reserve({N, F});
+    a.act = acts_.reserve({N, F});
+    la_.push_back(a);
+  }
+  res_final_ = acts_.reserve({N, C});
+  lnf_ = acts_.reserve({N, C});
+  rstdf_ = acts_.reserve({N});
+  rope_cos_ = acts_.reserve({seq, D / 2});
+  rope_sin_ = acts_.reserve({seq, D / 2});
+  // The head's logits exist one chunk at a time: about 16 MiB of fp32 logits at most, at least 16 rows.
+  head_chunk_ = std::min<int64_t>(N, std::max<int64_t>(16, (int64_t{4} << 20) / V));
+  logits_ = acts_.reserve({head_chunk_, V});
+  loss_rows_ = acts_.reserve({N, 1});
+  dres_ = acts_.reserve({N, C});
+  dln_ = acts_.reserve({N, C});
+  datt_ = acts_.reserve({N, Hd});
+  dq_ = acts_.reserve({N, Hd});
+  dk_ = acts_.reserve({N, KVd});
+  dv_ = acts_.reserve({N, KVd});
+  dact_ = acts_.reserve({N, F});
+  dgate_ = acts_.reserve({N, F});
+  dup_ = acts_.reserve({N, F});
+  attn_scratch_ = acts_.reserve({be_.attention_scratch_elems(batch, H, seq)});
+  acts_.allocate();
+
+  // Rotary tables in double, then rounded once: HF computes inv_freq = theta^(-2i/D) the same way.
+  auto fill = [&](auto* c, auto* s) {
+    using T = std::remove_pointer_t<decltype(c)>;
+    for (int64_t t = 0; t < seq; ++t)
+      for (int64_t i = 0; i < D / 2; ++i) {
+        const double inv_freq = std::pow(cfg_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+        const double ang = static_cast<double>(t) * inv_freq;
+        c[t * (D / 2) + i] = static_cast<T>(std::cos(ang));
+        s[t * (D / 2) + i] = static_cast<T>(std::sin(ang));
+      }
+  };
+  if (dtype_ == DType::f32) fill(A(rope_cos_).ptr<float>(), A(rope_sin_).ptr<float>());
+  else fill(A(rope_cos_).ptr<double>(), A(rope_sin_).ptr<double>());
+}
+
+}  // namespace polyllama

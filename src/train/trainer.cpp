@@ -1,0 +1,202 @@
+#include "polyllama/train/trainer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "polyllama/core/log.hpp"
+
+namespace fs = std::filesystem;
+
+namespace polyllama {
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+std::vector<ParamSlot> slots_of(LlamaModel& m) {
+  std::vector<ParamSlot> s;
+  for (size_t i = 0; i < m.params().size(); ++i)
+    s.push_back({m.params()[i].name, m.param(i), m.grad(i), m.params()[i].decay});
+  return s;
+}
+}  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGUSR1, on_signal);
+}
+bool stop_requested() { return g_stop != 0; }
+
+void TrainConfig::validate() const {
+  auto bad = [](const std::string& m) { fail_input("training config: " + m); };
+  if (steps <= 0) bad("steps must be positive");
+  if (seq_len <= 0 || micro_batch <= 0) bad("seq_len and micro_batch must be positive");
+  if (global_batch < 0 || (global_batch > 0 && global_batch % micro_batch != 0))
+    bad("global_batch " + std::to_string(global_batch) + " must be a multiple of micro_batch " +
+        std::to_string(micro_batch));
+  if (log_interval <= 0) bad("log_interval must be positive");
+  if (eval_interval < 0 || save_interval < 0 || eval_batches < 0 || keep_last < 0) bad("intervals must be >= 0");
+}
+
+std::vector<NamedTensor> model_tensors(const LlamaModel& m) {
+  std::vector<NamedTensor> out;
+  for (size_t i = 0; i < m.params().size(); ++i) out.push_back({m.params()[i].name, m.param(i)});
+  return out;
+}
+
+std::vector<NamedTensor> optimizer_tensors(const AdamW& opt) {
+  std::vector<NamedTensor> out;
+  for (size_t i = 0; i < opt.slots().size(); ++i) {
+    const Tensor& p = opt.slots()[i].param;
+    Tensor m = opt.exp_avg(i), v = opt.exp_avg_sq(i);
+    m.ndim = v.ndim = p.ndim;  // stored under the parameter's full logical shape
+    m.shape = v.shape = p.shape;
+    out.push_back({"exp_avg." + opt.slots()[i].name, m});
+    out.push_back({"exp_avg_sq." + opt.slots()[i].name, v});
+  }
+  return out;
+}
+
+Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const TokenWindows& train,
+                 const TokenWindows* val, CheckpointMeta base_meta)
+    : cfg_(cfg), ocfg_(ocfg), model_(model), opt_(ocfg, model.backend(), slots_of(model)), train_(train), val_(val),
+      meta_(std::move(base_meta)) {
+  cfg_.validate();
+  const size_t n = static_cast<size_t>(cfg_.micro_batch * cfg_.seq_len);
+  inputs_.resize(n);
+  targets_.resize(n);
+}
+
+void Trainer::resume_from(const std::string& step_dir) {
+  const CheckpointMeta m = read_meta(step_dir + "/model.h5");
+  if (m.trainer_json.empty()) return;  // a fresh init: nothing to restore
+  const auto j = nlohmann::json::parse(m.trainer_json);
+  st_.step = j.at("step").get<int64_t>();
+  st_.consumed_samples = j.at("consumed_samples").get<int64_t>();
+  st_.consumed_tokens = j.at("consumed_tokens").get<int64_t>();
+  if (j.at("micro_batch").get<int64_t>() * j.at("accum_steps").get<int64_t>() !=
+      cfg_.micro_batch * cfg_.accum_steps())
+    log_warn("global batch changed on resume; the data order continues from consumed samples");
+  read_tensor_file(step_dir + "/optim.h5", optimizer_tensors(opt_));
+  opt_.set_steps_done(j.at("optimizer_steps").get<int64_t>());
+  log_info(fmt("resumed from %s at step %lld (%lld samples consumed)", step_dir.c_str(),
+               static_cast<long long>(st_.step), static_cast<long long>(st_.consumed_samples)));
+}
+
+std::string Trainer::save() {
+  nlohmann::json j = {{"step", st_.step},
+                      {"consumed_samples", st_.consumed_samples},
+                      {"consumed_tokens", st_.consumed_tokens},
+                      {"optimizer_steps", opt_.steps_done()},
+                      {"micro_batch", cfg_.micro_batch},
+                      {"accum_steps", cfg_.accum_steps()},
+                      {"seq_len", cfg_.seq_len},
+                      {"total_steps", cfg_.steps},
+                      {"data_seed", cfg_.seed},
+                      {"lr", ocfg_.lr},
+                      {"min_lr", ocfg_.min_lr},
+                      {"warmup_steps", ocfg_.warmup_steps}};
+  CheckpointMeta meta = meta_;
+  meta.trainer_json = j.dump();
+  const std::string dir = save_checkpoint(cfg_.run_dir + "/ckpt", st_.step, model_tensors(model_),
+                                          optimizer_tensors(opt_), meta);
+  prune_checkpoints(cfg_.run_dir + "/ckpt", cfg_.keep_last);
+  log_info("saved checkpoint " + dir);
+  return dir;
+}
+
+double Trainer::evaluate() {
+  if (!val_) return -1;
+  const int64_t B = cfg_.micro_batch, T = cfg_.seq_len;
+  int64_t batches = val_->windows() / B;
+  if (cfg_.eval_batches > 0) batches = std::min(batches, cfg_.eval_batches);
+  if (batches == 0) fail_input("validation text has fewer than micro_batch windows of seq_len tokens");
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    for (int64_t i = 0; i < B; ++i) val_->window(b * B + i, &inputs_[static_cast<size_t>(i * T)], &targets_[static_cast<size_t>(i * T)]);
+    sum += model_.forward_backward(inputs_.data(), targets_.data(), 0.0, false);
+    count += B * T;
+  }
+  return sum / static_cast<double>(count);
+}
+
+TrainResult Trainer::run() {
+  TrainResult res;
+  const int64_t B = cfg_.micro_batch, T = cfg_.seq_len, accum = cfg_.accum_steps();
+  fs::create_directories(cfg_.run_dir);
+  std::ofstream metrics(fs::path(cfg_.run_dir) / "metrics.jsonl", std::ios::app);
+  const ModelConfig& mc = model_.config();
+  const double flops_per_step = mc.train_flops(B * T * accum, T);
+  double t_last = now_seconds(), t_start = t_last;
+  int64_t tokens_since = 0, steps_since = 0;
+  double loss_since = 0;
+
+  auto eval_and_log = [&]() {
+    const double vl = evaluate();
+    if (vl < 0) return;
+    res.last_val_loss = vl;
+    log_info(fmt("step %6lld | val loss %.4f | val ppl %.2f", static_cast<long long>(st_.step), vl, std::exp(vl)));
+    metrics << nlohmann::json{{"step", st_.step}, {"val_loss", vl}}.dump() << "\n" << std::flush;
+  };
+
+  while (st_.step < cfg_.steps) {
+    if (stop_requested()) {
+      res.stopped_by_signal = true;
+      break;
+    }
+    model_.zero_grads();
+    // Loss is the mean over every counted target of the step, across its micro-batches.
+    double step_loss = 0;
+    int64_t step_tokens = 0;
+    for (int64_t a = 0; a < accum; ++a) {
+      for (int64_t i = 0; i < B; ++i)
+        train_.sample(st_.consumed_samples + a * B + i, &inputs_[static_cast<size_t>(i * T)],
+                      &targets_[static_cast<size_t>(i * T)]);
+      // Every target of a pretraining window counts, so each micro-batch has B*T of them.
+      const double scale = 1.0 / static_cast<double>(B * T * accum);
+      step_loss += model_.forward_backward(inputs_.data(), targets_.data(), scale, true);
+      step_tokens += B * T;
+    }
+    const double gnorm = opt_.clip_grad_norm();
+    const double lr = lr_at(ocfg_, st_.step, cfg_.steps);
+    opt_.step(lr);
+    st_.step += 1;
+    st_.consumed_samples += B * accum;
+    st_.consumed_tokens += step_tokens;
+    const double loss = step_loss / static_cast<double>(step_tokens);
+    res.losses.push_back(loss);
+    loss_since += loss;
+    tokens_since += step_tokens;
+    steps_since += 1;
+    metrics << nlohmann::json{{"step", st_.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}}.dump() << "\n";
+
+    if (st_.step % cfg_.log_interval == 0 || st_.step == cfg_.steps) {
+      const double now = now_seconds(), dt = now - t_last;
+      const double tps = static_cast<double>(tokens_since) / dt;
+      const double eta = dt / static_cast<double>(steps_since) * static_cast<double>(cfg_.steps - st_.step);
+      log_info(fmt("step %6lld/%lld | loss %.4f | lr %.3e | gnorm %.3f | %.0f tok/s | %.1f GFLOP/s | eta %.0fs",
+                   static_cast<long long>(st_.step), static_cast<long long>(cfg_.steps),
+                   loss_since / static_cast<double>(steps_since), lr, gnorm, tps,
+                   flops_per_step * static_cast<double>(steps_since) / dt / 1e9, eta));
+      metrics << std::flush;
+      t_last = now;
+      tokens_since = steps_since = 0;
+      loss_since = 0;
+    }
+    if (cfg_.eval_interval > 0 && st_.step % cfg_.eval_interval == 0 && st_.step < cfg_.steps) eval_and_log();
+    if (cfg_.save_interval > 0 && st_.step % cfg_.save_interval == 0 && st_.step < cfg_.steps) save();
+  }
+  res.tokens_per_s = static_cast<double>(st_.consumed_tokens) / std::max(1e-9, now_seconds() - t_start);
+  if (!res.stopped_by_signal) eval_and_log();
+  save();
+  return res;
+}
+
+}  // namespace polyllama

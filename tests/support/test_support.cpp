@@ -1,0 +1,41 @@
+#include "test_support.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace polyllama::test {
+
+std::string shared_data(const std::string& rel) {
+  const fs::path p = fs::path(PL_SHARED_DATA) / rel;
+  return fs::exists(p) ? p.string() : std::string();
+}
+
+std::string fixture(const std::string& rel) { return (fs::path(PL_FIXTURES) / rel).string(); }
+
+std::string polyllama_binary() { return PL_BINARY; }
+
+std::string temp_dir(const std::string& tag) {
+  const fs::path p = fs::temp_directory_path() / ("polyllama_test_" + tag + "_" + std::to_string(getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+template <typename T> static double rel_err(const T* a, const T* b, int64_t n, double floor) {
+  double num = 0, den = floor;
+  for (int64_t i = 0; i < n; ++i) {
+    num = std::max(num, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+    den = std::max(den, std::fabs(static_cast<double>(b[i])));
+  }
+  return num / den;
+}
+
+double max_rel_err(const double* a, const double* b, int64_t n, double floor) { return rel_err(a, b, n, floor); }
+double max_rel_err(const float* a, const float* b, int64_t n, double floor) { return rel_err(a, b, n, floor); }
+
+}  // namespace polyllama::test

@@ -1,0 +1,20 @@
+#pragma once
+// Shared by the tests: where the shared data and fixtures are, and small numeric helpers.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace polyllama::test {
+
+// ../shared/data/<rel> when present, else "" (the caller skips).
+std::string shared_data(const std::string& rel);
+std::string fixture(const std::string& rel);
+std::string polyllama_binary();
+// A fresh empty directory under the build's temp area, removed at exit.
+std::string temp_dir(const std::string& tag);
+
+// max_i |a_i - b_i| / max(max_i |b_i|, floor): error relative to the reference's scale.
+double max_rel_err(const double* a, const double* b, int64_t n, double floor = 1e-12);
+double max_rel_err(const float* a, const float* b, int64_t n, double floor = 1e-12);
+
+}  // namespace polyllama::test

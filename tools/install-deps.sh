@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything polyllama builds and tests with, from Debian's apt alone. Idempotent: a machine that has
+# every package installs nothing. Usage: tools/install-deps.sh [--with-reference]
+#   --with-reference  also installs Debian's PyTorch (python3-torch), the independent reference that tests
+#                     regenerate their fixtures with and the CPU benchmark runs side by side.
+set -euo pipefail
+pkgs=(cmake g++ make pkg-config
+      openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
+      libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev nlohmann-json3-dev
+      libopenblas-dev libopenblas0-openmp libopenblas-openmp-dev
+      fortunes-zh)
+if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then exit 0; fi
+echo "install-deps: installing ${missing[*]}"
+sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get -o DPkg::Lock::Timeout=600 update -q
+$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
