@@ -9,7 +9,7 @@ pkgs=(cmake g++ make pkg-config
       libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev nlohmann-json3-dev
       libopenblas-dev libopenblas0-openmp libopenblas-openmp-dev
       fortunes-zh)
-if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy); fi
+if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy time); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -32,7 +32,8 @@ RunFn add_bench(CLI::App& app) {
   cmd->add_option("--steps", o->steps, "timed steps (the median is reported)")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed steps first")->capture_default_str();
   cmd->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
-  cmd->add_option("--sgemm-size", o->sgemm_n, "n of the n x n x n sgemm that sets the reference rate (0: skip)")
+  cmd->add_option("--sgemm-size", o->sgemm_n,
+                  "n of the n x n x n sgemm, timed after every step, that sets the reference rate (0: skip)")
       ->capture_default_str();
   cmd->add_option("--device", o->device, "where to run")->check(CLI::IsMember({"cpu"}))->capture_default_str();
   cmd->add_flag("--json", o->json, "print a one-line JSON summary");
@@ -58,7 +59,9 @@ RunFn add_bench(CLI::App& app) {
     for (int64_t i = 0; i <= N; ++i)
       ids[static_cast<size_t>(i)] = static_cast<int32_t>(random_bits(7, 0, static_cast<uint64_t>(i)) %
                                                          static_cast<uint64_t>(cfg.vocab_size));
-    std::vector<double> times;
+    // This machine's BLAS rate is measured between the timed steps, not once before or after, so that both
+    // numbers see the same machine (on shared or throttled nodes the sgemm rate drifts by tens of percent).
+    std::vector<double> times, sgemm_rates;
     double loss = 0;
     for (int64_t s = 0; s < o->warmup + o->steps; ++s) {
       const double t0 = now_seconds();
@@ -67,19 +70,26 @@ RunFn add_bench(CLI::App& app) {
              static_cast<double>(N);
       opt.clip_grad_norm();
       opt.step(3e-4);
-      if (s >= o->warmup) times.push_back(now_seconds() - t0);
+      if (s >= o->warmup) {
+        times.push_back(now_seconds() - t0);
+        if (o->sgemm_n > 0) sgemm_rates.push_back(measure_sgemm_gflops(o->sgemm_n, 1));
+      }
       if (s + 1 == o->warmup) prof.reset();
     }
-    std::sort(times.begin(), times.end());
-    const double step_s = times[times.size() / 2];
+    auto median = [](std::vector<double> v) {
+      if (v.empty()) return 0.0;
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    const double step_s = median(times);
     const double flops = cfg.train_flops(N, o->seq);
     const double gflops = flops / step_s / 1e9;
-    const double sgemm = o->sgemm_n > 0 ? measure_sgemm_gflops(o->sgemm_n, 3) : 0.0;
+    const double sgemm = median(sgemm_rates);
     const double rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
     log_info(fmt("params=%.2fM step_s=%.3f tokens_per_s=%.1f gflops=%.1f sgemm_gflops=%.1f of_sgemm=%.1f%% "
-                 "peak_rss_mib=%.0f threads=%d loss=%.3f",
+                 "peak_rss_mib=%.0f threads=%d blas=\"%s\" loss=%.3f",
                  static_cast<double>(cfg.total_params()) / 1e6, step_s, static_cast<double>(N) / step_s, gflops, sgemm,
-                 sgemm > 0 ? 100.0 * gflops / sgemm : 0.0, rss_mib, cpu.threads(), loss));
+                 sgemm > 0 ? 100.0 * gflops / sgemm : 0.0, rss_mib, cpu.threads(), blas_description().c_str(), loss));
     if (o->profile) log_info(prof.report(o->steps));
     print_json_summary(o->json, nlohmann::json{{"params", cfg.total_params()},
                                                {"step_s", step_s},
@@ -87,7 +97,8 @@ RunFn add_bench(CLI::App& app) {
                                                {"gflops", gflops},
                                                {"sgemm_gflops", sgemm},
                                                {"peak_rss_mib", rss_mib},
-                                               {"threads", cpu.threads()}}.dump());
+                                               {"threads", cpu.threads()},
+                                               {"blas", blas_description()}}.dump());
     return 0;
   };
 }

@@ -41,10 +41,7 @@ double AdamW::clip_grad_norm() {
   double ss = 0;
   for (const ParamSlot& s : slots_) ss += be_.sum_squares(s.grad);
   const double norm = std::sqrt(ss);
-  if (cfg_.grad_clip > 0 && norm > cfg_.grad_clip) {
-    const double f = cfg_.grad_clip / (norm + 1e-6);
-    for (const ParamSlot& s : slots_) be_.scale(s.grad, f);
-  }
+  clip_factor_ = cfg_.grad_clip > 0 && norm > cfg_.grad_clip ? cfg_.grad_clip / (norm + 1e-6) : 1.0;
   return norm;
 }
 
@@ -52,10 +49,11 @@ void AdamW::step(double lr) {
   ++steps_;
   for (size_t i = 0; i < slots_.size(); ++i) {
     const ParamSlot& s = slots_[i];
-    AdamWParams p{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, s.decay ? cfg_.weight_decay : 0.0, steps_};
+    AdamWParams p{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, s.decay ? cfg_.weight_decay : 0.0, clip_factor_, steps_};
     Tensor pm = s.param.view({s.param.numel()});
     be_.adamw(pm, s.grad.view({s.grad.numel()}), exp_avg(i), exp_avg_sq(i), p);
   }
+  clip_factor_ = 1.0;
 }
 
 }  // namespace polyllama

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -39,14 +40,24 @@ TEST(AdamW, ClipsToGlobalNormAcrossTensors) {
                                   {"b", Tensor(p2.data(), DType::f32, {2}), Tensor(g2.data(), DType::f32, {2}), false}};
   OptimConfig c;
   c.grad_clip = 1.0;
+  c.weight_decay = 0;
   AdamW opt(c, be, slots);
-  // The global norm is sqrt(3^2 + 4^2) = 5 over both tensors, so each gradient shrinks by 1/5.
+  // The global norm is sqrt(3^2 + 4^2) = 5 over both tensors, so the step sees each gradient times 1/5.
   EXPECT_NEAR(opt.clip_grad_norm(), 5.0, 1e-12);
-  EXPECT_NEAR(g1[0], 0.6f, 1e-6);
-  EXPECT_NEAR(g2[1], 0.8f, 1e-6);
-  // Under the limit nothing changes.
-  EXPECT_NEAR(opt.clip_grad_norm(), 1.0, 1e-6);
-  EXPECT_NEAR(g1[0], 0.6f, 1e-6);
+  EXPECT_EQ(g1[0], 3.f);  // the buffers are not rewritten: the optimizer scales as it reads
+  opt.step(0.1);
+  // After one step m = (1 - b1) g_clipped, v = (1 - b2) g_clipped^2; exp_avg shows the clipped gradient.
+  const float* m1 = opt.exp_avg(0).ptr<float>();
+  const float* m2 = opt.exp_avg(1).ptr<float>();
+  EXPECT_NEAR(m1[0], (1 - c.beta1) * 0.6, 1e-7);
+  EXPECT_NEAR(m2[1], (1 - c.beta1) * 0.8, 1e-7);
+  // Under the limit the factor is 1 again.
+  std::fill(g1.begin(), g1.end(), 0.f);
+  std::fill(g2.begin(), g2.end(), 0.f);
+  g1[0] = 0.5f;
+  EXPECT_NEAR(opt.clip_grad_norm(), 0.5, 1e-7);
+  opt.step(0.1);
+  EXPECT_NEAR(m1[0], c.beta1 * (1 - c.beta1) * 0.6 + (1 - c.beta1) * 0.5, 1e-7);
 }
 
 TEST(AdamW, NoDecayOnNormWeightsAndFirstStepIsSignTimesLr) {

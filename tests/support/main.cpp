@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include "polyllama/backend/cpu/cpu_backend.hpp"
+
 int main(int argc, char** argv) {
+  polyllama::ensure_fast_blas_kernels(argv);
   MPI_Init(&argc, &argv);
   ::testing::InitGoogleTest(&argc, argv);
   const int rc = RUN_ALL_TESTS();

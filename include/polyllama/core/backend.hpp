@@ -14,6 +14,7 @@ enum class Op : int {
 
 struct AdamWParams {
   double lr = 0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0;
+  double grad_scale = 1.0;  // multiplies the gradient as it is read: clipping without a pass of its own
   int64_t step = 1;  // 1-based, for bias correction
 };
 

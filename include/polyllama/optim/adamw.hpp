@@ -33,7 +33,8 @@ struct ParamSlot {
 class AdamW {
  public:
   AdamW(const OptimConfig& cfg, Backend& backend, std::vector<ParamSlot> slots);
-  // Global L2 norm of all gradients; scales them down to grad_clip when above it. Returns the norm before.
+  // Global L2 norm of all gradients. When it exceeds grad_clip, the next step() scales the gradients down to
+  // grad_clip as it reads them (the gradient buffers are not rewritten). Returns the norm before clipping.
   double clip_grad_norm();
   // One update at learning rate lr; advances the step count used for bias correction.
   void step(double lr);
@@ -51,6 +52,7 @@ class AdamW {
   Arena m_, v_;
   std::vector<int> handles_;
   int64_t steps_ = 0;
+  double clip_factor_ = 1.0;  // from the last clip_grad_norm(), consumed by the next step()
 };
 
 }  // namespace polyllama

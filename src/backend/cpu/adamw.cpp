@@ -4,7 +4,7 @@
 
 namespace polyllama::cpu {
 
-// PyTorch's AdamW arithmetic, so a run can be compared update for update:
+// PyTorch's AdamW arithmetic, so a run can be compared update for update (g = grad_scale * grad):
 // p *= 1 - lr wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
 // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 template <typename T> void adamw(T* p, const T* g, T* m, T* v, int64_t n, const AdamWParams& hp) {
@@ -15,9 +15,10 @@ template <typename T> void adamw(T* p, const T* g, T* m, T* v, int64_t n, const 
   const T step_size = static_cast<T>(hp.lr / bc1);
   const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
   const T eps = static_cast<T>(hp.eps);
+  const T gs = static_cast<T>(hp.grad_scale);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    T gi = g[i];
+    T gi = gs * g[i];
     T mi = b1 * m[i] + (T(1) - b1) * gi;
     T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
     m[i] = mi;

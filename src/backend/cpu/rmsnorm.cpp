@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "kernels.hpp"
@@ -39,12 +40,21 @@ void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) dxr[c] += r * w[c] * gr[c] - k * xr[c];
     }
-    // Columns split across threads, rows summed in order: the result does not depend on the thread count.
+    // Column blocks split across threads, rows summed in order inside each block: contiguous reads, and the
+    // result does not depend on the thread count.
+    constexpr int64_t kCols = 64;
 #pragma omp for schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
-      T acc = 0;
-      for (int64_t n = 0; n < N; ++n) acc += dy[n * C + c] * x[n * C + c] * rstd[n];
-      dw[c] += acc;
+    for (int64_t c0 = 0; c0 < C; c0 += kCols) {
+      const int64_t nc = std::min(kCols, C - c0);
+      T acc[kCols] = {};
+      for (int64_t n = 0; n < N; ++n) {
+        const T* gr = dy + n * C + c0;
+        const T* xr = x + n * C + c0;
+        const T r = rstd[n];
+#pragma omp simd
+        for (int64_t c = 0; c < nc; ++c) acc[c] += gr[c] * xr[c] * r;
+      }
+      for (int64_t c = 0; c < nc; ++c) dw[c0 + c] += acc[c];
     }
   }
 }

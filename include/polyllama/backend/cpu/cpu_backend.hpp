@@ -1,6 +1,8 @@
 #pragma once
 // The CPU backend: OpenBLAS (OpenMP build) for matrix products, OpenMP loops for the rest. Every op runs in
 // fp32 (production) and fp64 (the reference path the gradient checks run on).
+#include <string>
+
 #include "polyllama/core/backend.hpp"
 
 namespace polyllama {
@@ -33,6 +35,14 @@ class CpuBackend final : public Backend {
   void scale(Tensor x, double alpha) override;
   double sum_squares(Tensor x) override;
 };
+
+// OpenBLAS picks its kernels from CPUID when it is loaded; a release older than the CPU falls back to SSE-only
+// ("Prescott") kernels, 4-6x slower than the CPU's AVX-512 or AVX2 ones. When that happened and the user set no
+// OPENBLAS_CORETYPE, this re-executes the program once with OPENBLAS_CORETYPE naming the best kernel family the
+// CPU supports. Call first thing in main, before MPI_Init or any thread starts.
+void ensure_fast_blas_kernels(char** argv);
+// "OpenBLAS <kernel family>", and what detection had chosen when it was overridden.
+std::string blas_description();
 
 // Peak single-precision GEMM rate of this machine through the same OpenBLAS, in GFLOP/s: the ceiling the
 // training step is measured against. Square n x n x n products, best of `reps`.
