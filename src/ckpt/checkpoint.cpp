@@ -40,10 +40,19 @@ std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const st
   fs::create_directories(tmp_dir);
   write_tensor_file((tmp_dir / "model.h5").string(), model, &meta);
   if (!optim.empty()) write_tensor_file((tmp_dir / "optim.h5").string(), optim, nullptr);
-  // Verify before publishing: every checksum and the metadata read back.
+  // Verify before publishing: every dataset reads back through its checksum, and the metadata parses.
+  verify_tensor_file((tmp_dir / "model.h5").string());
+  if (!optim.empty()) verify_tensor_file((tmp_dir / "optim.h5").string());
   read_meta((tmp_dir / "model.h5").string());
-  fs::remove_all(final_dir);  // a same-step directory can only be an older save of this step
-  fs::rename(tmp_dir, final_dir);
+  if (fs::exists(final_dir)) {  // an older save of this step: keep it until the new one is in place
+    const fs::path old_dir = root / (step_name(step) + ".old");
+    fs::remove_all(old_dir);
+    fs::rename(final_dir, old_dir);
+    fs::rename(tmp_dir, final_dir);
+    fs::remove_all(old_dir);
+  } else {
+    fs::rename(tmp_dir, final_dir);
+  }
   write_atomically(root / "latest", step_name(step) + "\n");
   return final_dir.string();
 }
@@ -63,7 +72,7 @@ void prune_checkpoints(const std::string& ckpt_root, int keep) {
   std::set<std::string> steps;  // zero-padded names sort by step
   for (const auto& e : fs::directory_iterator(ckpt_root)) {
     const std::string n = e.path().filename().string();
-    if (e.is_directory() && n.rfind("step_", 0) == 0 && n.find(".tmp") == std::string::npos) steps.insert(n);
+    if (e.is_directory() && n.rfind("step_", 0) == 0 && n.find('.') == std::string::npos) steps.insert(n);
   }
   while (static_cast<int>(steps.size()) > keep) {
     fs::remove_all(fs::path(ckpt_root) / *steps.begin());

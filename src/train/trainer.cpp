@@ -84,9 +84,29 @@ void Trainer::resume_from(const std::string& step_dir) {
       cfg_.micro_batch * cfg_.accum_steps())
     log_warn("global batch changed on resume; the data order continues from consumed samples");
   read_tensor_file(step_dir + "/optim.h5", optimizer_tensors(opt_));
+  truncate_metrics_after(st_.step);
   opt_.set_steps_done(j.at("optimizer_steps").get<int64_t>());
   log_info(fmt("resumed from %s at step %lld (%lld samples consumed)", step_dir.c_str(),
                static_cast<long long>(st_.step), static_cast<long long>(st_.consumed_samples)));
+}
+
+// A run killed after its last checkpoint logged steps it will now repeat: drop those lines so metrics.jsonl
+// reads as one uninterrupted run.
+void Trainer::truncate_metrics_after(int64_t step) {
+  const fs::path path = fs::path(cfg_.run_dir) / "metrics.jsonl";
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("step") && j["step"].get<int64_t>() > step) continue;
+    if (j.is_discarded()) continue;  // a line cut short by the kill
+    kept += line + "\n";
+  }
+  in.close();
+  const fs::path tmp = path.string() + ".tmp";
+  std::ofstream(tmp, std::ios::trunc) << kept;
+  fs::rename(tmp, path);
 }
 
 std::string Trainer::save() {
@@ -135,7 +155,8 @@ TrainResult Trainer::run() {
   const ModelConfig& mc = model_.config();
   const double flops_per_step = mc.train_flops(B * T * accum, T);
   double t_last = now_seconds(), t_start = t_last;
-  int64_t tokens_since = 0, steps_since = 0;
+  int64_t tokens_since = 0, steps_since = 0, tokens_run = 0;
+  const int64_t first_step = st_.step;
   double loss_since = 0;
 
   auto eval_and_log = [&]() {
@@ -174,6 +195,7 @@ TrainResult Trainer::run() {
     res.losses.push_back(loss);
     loss_since += loss;
     tokens_since += step_tokens;
+    tokens_run += step_tokens;
     steps_since += 1;
     metrics << nlohmann::json{{"step", st_.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}}.dump() << "\n";
 
@@ -193,9 +215,9 @@ TrainResult Trainer::run() {
     if (cfg_.eval_interval > 0 && st_.step % cfg_.eval_interval == 0 && st_.step < cfg_.steps) eval_and_log();
     if (cfg_.save_interval > 0 && st_.step % cfg_.save_interval == 0 && st_.step < cfg_.steps) save();
   }
-  res.tokens_per_s = static_cast<double>(st_.consumed_tokens) / std::max(1e-9, now_seconds() - t_start);
+  res.tokens_per_s = static_cast<double>(tokens_run) / std::max(1e-9, now_seconds() - t_start);
   if (!res.stopped_by_signal) eval_and_log();
-  save();
+  if (st_.step > first_step) save();  // nothing new to save when the run was already complete
   return res;
 }
 

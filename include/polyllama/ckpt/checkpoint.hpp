@@ -31,6 +31,8 @@ void write_tensor_file(const std::string& path, const std::vector<NamedTensor>& 
 // naming the file and the tensor. Values convert to each tensor's dtype.
 void read_tensor_file(const std::string& path, const std::vector<NamedTensor>& into);
 CheckpointMeta read_meta(const std::string& model_h5);
+// Reads every dataset back through its checksum; fails naming the first that does not.
+void verify_tensor_file(const std::string& path);
 
 // Saves a complete checkpoint under ckpt_root and points ckpt_root/latest at it; returns its directory.
 std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,

@@ -58,6 +58,7 @@ class Trainer {
   std::string save();
 
  private:
+  void truncate_metrics_after(int64_t step);
   TrainConfig cfg_;
   OptimConfig ocfg_;
   LlamaModel& model_;
