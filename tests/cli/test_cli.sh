@@ -2,19 +2,7 @@
 # End to end through the command line: tokenizer train -> init -> pretrain -> resume, and the errors a user
 # sees for bad input (exit code 1 and a message naming the file or flag).
 # Usage: test_cli.sh POLYLLAMA_BINARY
-set -uo pipefail
-bin=${1:?usage: $0 POLYLLAMA_BINARY}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0 passes=0
-ok() { echo "ok: $1"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
-# expect_fail CODE PATTERN -- command...: the command exits with CODE and stderr matches PATTERN
-expect_fail() {
-  local code=$1 pat=$2; shift 3
-  local err; err=$("$@" 2>&1 >/dev/null); local rc=$?
-  if [[ $rc -eq $code && $err =~ $pat ]]; then ok "exit $code: $pat"; else bad "wanted exit $code matching '$pat', got $rc: $err"; fi
-}
+source "$(dirname "$0")/lib.sh" "$@"
 
 # A small English text made here (the test needs nothing outside the repository).
 for i in $(seq 1 400); do
@@ -66,5 +54,4 @@ PY
 expect_fail 1 "tensor 'model.embed_tokens.weight' failed its checksum" -- "$bin" pretrain --run-dir "$work/corrupt" "${common[@]}" --steps 9
 "$bin" --help | grep -q "pretrain" && ok "--help lists verbs" || bad "--help"
 
-echo "$passes passed, $fails failed"
-[[ $fails -eq 0 ]]
+finish

@@ -3,13 +3,7 @@
 # ckpt/latest ends with the same bytes in model.h5 and optim.h5, and the same metrics.jsonl, as a run that was
 # never interrupted. SIGTERM instead makes the run save and exit 3, and resuming that is exact too.
 # Usage: test_resume.sh POLYLLAMA_BINARY
-set -uo pipefail
-bin=${1:?usage: $0 POLYLLAMA_BINARY}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0 passes=0
-ok() { echo "ok: $1"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib.sh" "$@"
 
 for i in $(seq 1 300); do
   echo "Line $i of the ledger: the mill ground $((i * 7 % 13)) sacks and the weir held."
@@ -64,5 +58,4 @@ done
 # --keep-last was not given, so every checkpoint is kept; no .tmp directory survives.
 ls "$work/B/ckpt" | grep -q '\.tmp$\|\.old$' && bad "a temporary checkpoint directory was left behind" || ok "no temporary directories left"
 
-echo "$passes passed, $fails failed"
-[[ $fails -eq 0 ]]
+finish
