@@ -31,29 +31,51 @@ void write_atomically(const fs::path& path, const std::string& content) {
 }  // namespace
 
 std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,
-                            const std::vector<NamedTensor>& optim, const CheckpointMeta& meta) {
+                            const std::vector<NamedTensor>& optim, const CheckpointMeta& meta, MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
   const fs::path root(ckpt_root), final_dir = root / step_name(step), tmp_dir = root / (step_name(step) + ".tmp");
-  std::error_code ec;
-  fs::create_directories(root, ec);
-  if (ec) fail_input("cannot create checkpoint directory " + root.string() + ": " + ec.message());
-  fs::remove_all(tmp_dir);
-  fs::create_directories(tmp_dir);
-  write_tensor_file((tmp_dir / "model.h5").string(), model, &meta);
-  if (!optim.empty()) write_tensor_file((tmp_dir / "optim.h5").string(), optim, nullptr);
-  // Verify before publishing: every dataset reads back through its checksum, and the metadata parses.
-  verify_tensor_file((tmp_dir / "model.h5").string());
-  if (!optim.empty()) verify_tensor_file((tmp_dir / "optim.h5").string());
-  read_meta((tmp_dir / "model.h5").string());
-  if (fs::exists(final_dir)) {  // an older save of this step: keep it until the new one is in place
-    const fs::path old_dir = root / (step_name(step) + ".old");
-    fs::remove_all(old_dir);
-    fs::rename(final_dir, old_dir);
-    fs::rename(tmp_dir, final_dir);
-    fs::remove_all(old_dir);
-  } else {
-    fs::rename(tmp_dir, final_dir);
+  // Rank 0 owns the directories; every rank learns whether that worked before any collective write starts.
+  int ok = 1;
+  std::string why;
+  if (rank == 0) {
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (!ec) fs::remove_all(tmp_dir, ec);
+    if (!ec) fs::create_directories(tmp_dir, ec);
+    if (ec) ok = 0, why = ec.message();
   }
-  write_atomically(root / "latest", step_name(step) + "\n");
+  MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
+  if (!ok) fail_input("cannot create checkpoint directory " + tmp_dir.string() + (why.empty() ? "" : ": " + why));
+
+  write_tensor_file((tmp_dir / "model.h5").string(), model, &meta, comm);
+  if (!optim.empty()) write_tensor_file((tmp_dir / "optim.h5").string(), optim, nullptr, comm);
+  // Verify before publishing: each rank reads back what it wrote, through the checksums.
+  ok = 1;
+  try {
+    verify_tensor_file((tmp_dir / "model.h5").string(), model);
+    if (!optim.empty()) verify_tensor_file((tmp_dir / "optim.h5").string(), optim);
+    if (rank == 0) read_meta((tmp_dir / "model.h5").string());
+  } catch (const Error& e) {
+    ok = 0;
+    why = e.what();
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm);
+  if (!ok) fail_runtime("checkpoint " + tmp_dir.string() + " failed verification; the last good checkpoint is "
+                        "untouched" + (why.empty() ? std::string() : ": " + why), __FILE__, __LINE__);
+  if (rank == 0) {
+    if (fs::exists(final_dir)) {  // an older save of this step: keep it until the new one is in place
+      const fs::path old_dir = root / (step_name(step) + ".old");
+      fs::remove_all(old_dir);
+      fs::rename(final_dir, old_dir);
+      fs::rename(tmp_dir, final_dir);
+      fs::remove_all(old_dir);
+    } else {
+      fs::rename(tmp_dir, final_dir);
+    }
+    write_atomically(root / "latest", step_name(step) + "\n");
+  }
+  MPI_Barrier(comm);
   return final_dir.string();
 }
 

@@ -46,7 +46,7 @@ void TrainConfig::validate() const {
 
 std::vector<NamedTensor> model_tensors(const LlamaModel& m) {
   std::vector<NamedTensor> out;
-  for (size_t i = 0; i < m.params().size(); ++i) out.push_back({m.params()[i].name, m.param(i)});
+  for (size_t i = 0; i < m.params().size(); ++i) out.push_back({m.params()[i].name, m.param(i), {}});
   return out;
 }
 
@@ -57,8 +57,8 @@ std::vector<NamedTensor> optimizer_tensors(const AdamW& opt) {
     Tensor m = opt.exp_avg(i), v = opt.exp_avg_sq(i);
     m.ndim = v.ndim = p.ndim;  // stored under the parameter's full logical shape
     m.shape = v.shape = p.shape;
-    out.push_back({"exp_avg." + opt.slots()[i].name, m});
-    out.push_back({"exp_avg_sq." + opt.slots()[i].name, v});
+    out.push_back({"exp_avg." + opt.slots()[i].name, m, {}});
+    out.push_back({"exp_avg_sq." + opt.slots()[i].name, v, {}});
   }
   return out;
 }

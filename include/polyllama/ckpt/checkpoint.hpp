@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <mpi.h>
+
+#include "polyllama/core/shard_spec.hpp"
 #include "polyllama/core/tensor.hpp"
 
 namespace polyllama {
@@ -15,7 +18,8 @@ constexpr int kCheckpointFormatVersion = 1;
 
 struct NamedTensor {
   std::string name;
-  Tensor tensor;
+  Tensor tensor;    // this rank's block
+  ShardSpec shard;  // where the block sits in the full tensor; empty global_shape: the block is the whole tensor
 };
 
 struct CheckpointMeta {
@@ -25,18 +29,25 @@ struct CheckpointMeta {
   int format_version = kCheckpointFormatVersion;
 };
 
-// Writes one HDF5 file of tensors (and, for model.h5, the metadata).
-void write_tensor_file(const std::string& path, const std::vector<NamedTensor>& tensors, const CheckpointMeta* meta);
-// Reads every tensor of `into` by name, checking shape; a missing, unexpected or corrupt dataset is an error
-// naming the file and the tensor. Values convert to each tensor's dtype.
+// Writes one HDF5 file of full logical tensors (and, for model.h5, the metadata) with every rank of `comm`
+// together through MPI-IO: each rank passes the same names in the same order and writes its block. The blocks
+// of each tensor are checked to tile it exactly before anything is written.
+void write_tensor_file(const std::string& path, const std::vector<NamedTensor>& tensors, const CheckpointMeta* meta,
+                       MPI_Comm comm = MPI_COMM_SELF);
+// Reads this rank's block of every tensor of `into` by name, checking the full shape; a missing, unexpected or
+// corrupt dataset is an error naming the file and the tensor. Values convert to each tensor's dtype. Any
+// layout can read a file written by any other.
 void read_tensor_file(const std::string& path, const std::vector<NamedTensor>& into);
 CheckpointMeta read_meta(const std::string& model_h5);
-// Reads every dataset back through its checksum; fails naming the first that does not.
-void verify_tensor_file(const std::string& path);
+// Reads back the blocks this rank wrote (replica 0) through their checksums and compares them with memory;
+// fails naming the first tensor that differs.
+void verify_tensor_file(const std::string& path, const std::vector<NamedTensor>& written);
 
-// Saves a complete checkpoint under ckpt_root and points ckpt_root/latest at it; returns its directory.
+// Saves a complete checkpoint under ckpt_root with every rank of `comm` and points ckpt_root/latest at it;
+// returns its directory.
 std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,
-                            const std::vector<NamedTensor>& optim, const CheckpointMeta& meta);
+                            const std::vector<NamedTensor>& optim, const CheckpointMeta& meta,
+                            MPI_Comm comm = MPI_COMM_SELF);
 // The directory `latest` names under ckpt_root, or "" when there is none.
 std::string latest_checkpoint(const std::string& ckpt_root);
 // Keeps the newest `keep` complete step directories (0 keeps all).
