@@ -63,8 +63,8 @@ std::vector<NamedTensor> optimizer_tensors(const AdamW& opt) {
   return out;
 }
 
-Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const TokenWindows& train,
-                 const TokenWindows* val, CheckpointMeta base_meta)
+Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const SampleStream& train,
+                 const SampleStream* val, CheckpointMeta base_meta)
     : cfg_(cfg), ocfg_(ocfg), model_(model), opt_(ocfg, model.backend(), slots_of(model)), train_(train), val_(val),
       meta_(std::move(base_meta)) {
   cfg_.validate();

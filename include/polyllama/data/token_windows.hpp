@@ -8,19 +8,21 @@
 #include <string>
 #include <vector>
 
+#include "polyllama/data/sample_stream.hpp"
+
 namespace polyllama {
 
 class Tokenizer;
 
-class TokenWindows {
+class TokenWindows final : public SampleStream {
  public:
   TokenWindows(std::vector<int32_t> tokens, int64_t seq, uint64_t seed, std::string what);
-  int64_t windows() const { return windows_; }
+  int64_t windows() const override { return windows_; }
   int64_t tokens() const { return static_cast<int64_t>(tokens_.size()); }
   // inputs[t] = stream[s + t], targets[t] = stream[s + t + 1], t < seq.
-  void sample(int64_t index, int32_t* inputs, int32_t* targets) const;
+  void sample(int64_t index, int32_t* inputs, int32_t* targets) const override;
   // Window w of epoch e, in order (for evaluation, which reads each window once).
-  void window(int64_t w, int32_t* inputs, int32_t* targets) const;
+  void window(int64_t w, int32_t* inputs, int32_t* targets) const override;
 
  private:
   int64_t permuted(int64_t epoch, int64_t j) const;

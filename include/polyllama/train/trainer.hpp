@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/data/sample_stream.hpp"
 #include "polyllama/data/token_windows.hpp"
 #include "polyllama/model/llama.hpp"
 #include "polyllama/optim/adamw.hpp"
@@ -47,8 +48,8 @@ std::vector<NamedTensor> optimizer_tensors(const AdamW& opt);
 
 class Trainer {
  public:
-  Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const TokenWindows& train,
-          const TokenWindows* val, CheckpointMeta base_meta);
+  Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const SampleStream& train,
+          const SampleStream* val, CheckpointMeta base_meta);
   // Restores optimizer and trainer state from a checkpoint directory written by this trainer.
   void resume_from(const std::string& step_dir);
   TrainResult run();
@@ -63,8 +64,8 @@ class Trainer {
   OptimConfig ocfg_;
   LlamaModel& model_;
   AdamW opt_;
-  const TokenWindows& train_;
-  const TokenWindows* val_;
+  const SampleStream& train_;
+  const SampleStream* val_;
   CheckpointMeta meta_;
   TrainerState st_;
   std::vector<int32_t> inputs_, targets_;
