@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The polyllama pipeline on one node: corpus -> tokenizer -> init -> continued pretraining.
+# The polyllama pipeline on one node: corpus -> tokenizer -> token shards -> init -> continued pretraining.
 # With no arguments it runs the embedded default: Chinese poems and prose from Debian's fortunes-zh, a
 # 8000-piece tokenizer, a 4-layer model, 300 steps on 2 cores (a few minutes).
 # Every stage is a polyllama verb; override any of them with the variables below.
@@ -31,6 +31,11 @@ if [[ ! -s $run/tokenizer.model ]]; then
   $launch "$bin" tokenizer train --input "${corpus_files[@]}" --vocab-size "${VOCAB:-8000}" --out "$run/tokenizer.model" \
     --spm character_coverage=0.9995
 fi
+if [[ ! -f $run/data/metadata.json ]]; then
+  echo "== data"
+  $launch "$bin" data --tokenizer "$run/tokenizer.model" --input "${corpus_files[@]}" --blank-line-docs \
+    --out "$run/data"
+fi
 if [[ ! -f $run/ckpt/latest ]]; then
   echo "== init"
   # shellcheck disable=SC2086
@@ -41,7 +46,7 @@ echo "== pretrain"
 threads=()
 [[ -n ${THREADS:-} ]] && threads=(--threads "$THREADS")
 set +e
-$launch "$bin" pretrain --run-dir "$run" --data "${corpus_files[@]}" --blank-line-docs \
+$launch "$bin" pretrain --run-dir "$run" --data "$run/data" \
   --steps "${STEPS:-300}" --seq-len "${SEQ:-128}" --micro-batch "${MICRO_BATCH:-8}" --lr "${LR:-3e-3}" \
   --min-lr 3e-4 --warmup-steps 30 --log-interval 25 --eval-interval 100 --save-interval 100 --keep-last 2 "${threads[@]}"
 rc=$?

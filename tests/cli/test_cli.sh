@@ -29,7 +29,18 @@ common=(--data "$work/text.txt" --blank-line-docs --seq-len 32 --micro-batch 4 -
 expect_fail 1 "already holds a training checkpoint" -- "$bin" pretrain --run-dir "$work/run" "${common[@]}" --steps 9 --no-resume
 expect_fail 1 "has no checkpoint: run .polyllama init" -- "$bin" pretrain --run-dir "$work/none" "${common[@]}"
 expect_fail 1 "global_batch 6 must be a multiple of micro_batch 4" -- "$bin" pretrain --run-dir "$work/run" "${common[@]}" --global-batch 6
-expect_fail 1 "File does not exist" -- "$bin" pretrain --run-dir "$work/run" --data "$work/missing.txt"
+expect_fail 1 "cannot open text file .*missing.txt" -- "$bin" pretrain --run-dir "$work/run" --data "$work/missing.txt"
+# Token shards from `polyllama data`, blended with weights, feed pretrain the same way.
+"$bin" data --tokenizer "$work/tok.model" --input "$work/text.txt" --blank-line-docs --out "$work/ds" >/dev/null \
+  && "$bin" pretrain --run-dir "$work/ds_run" --init-from "$work/run/ckpt/step_00000000" --data "0.7:$work/ds" \
+       "0.3:$work/ds" --seq-len 32 --micro-batch 4 --steps 3 --threads 2 --json > "$work/ds.json" \
+  && grep -q '"step":3' "$work/ds.json" && ok "pretrain on blended token shards" || bad "pretrain on shards: $(cat "$work/ds.json")"
+"$bin" tokenizer train --input "$work/text.txt" --vocab-size 310 --out "$work/tok2.model" >/dev/null
+"$bin" data --tokenizer "$work/tok2.model" --input "$work/text.txt" --out "$work/ds2" >/dev/null
+expect_fail 1 "tokenized with tokenizer [0-9a-f]+, but the model.s tokenizer is [0-9a-f]+" -- "$bin" pretrain --run-dir "$work/ds_run3" --init-from "$work/run/ckpt/step_00000000" \
+  --data "$work/ds2" --seq-len 32 --micro-batch 4 --steps 1
+expect_fail 1 "mixes .polyllama data. directories and text files" -- "$bin" pretrain --run-dir "$work/ds_run2" \
+  --init-from "$work/run/ckpt/step_00000000" --data "$work/ds" "$work/text.txt"
 expect_fail 1 "not a SentencePiece model" -- "$bin" init --run-dir "$work/r2" --tokenizer "$work/text.txt"
 expect_fail 1 "not divisible by num_attention_heads" -- "$bin" init --run-dir "$work/r3" --tokenizer "$work/tok.model" --hidden-size 65
 expect_fail 1 "smaller than the tokenizer" -- "$bin" init --run-dir "$work/r4" --tokenizer "$work/tok.model" --vocab-size 10
