@@ -87,7 +87,7 @@ TrainingData load_data(const std::vector<std::string>& specs, const Tokenizer& t
 RunFn add_pretrain(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "pretrain",
-      "Continued pretraining on plain text. Resumes from RUN/ckpt/latest when present (written by `init` or an "
+      "Continued pretraining on `polyllama data` datasets (blended by weight) or plain text. Resumes from RUN/ckpt/latest when present (written by `init` or an "
       "earlier run), else starts from --init-from. Example: polyllama pretrain --run-dir run --data zh.txt "
       "--steps 300 --seq-len 128 --micro-batch 8");
   add_config_file(cmd);

@@ -17,6 +17,8 @@
 #include "test_support.hpp"
 
 namespace polyllama {
+using polyllama::test::error_of;
+
 namespace {
 
 constexpr const char* kChecksum = "0123456789abcdef";
@@ -76,14 +78,6 @@ template <typename Keep> std::vector<int32_t> packed(const std::vector<Doc>& doc
   return s;
 }
 
-template <typename Fn> std::pair<int, std::string> error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return {e.code(), e.what()};
-  }
-  return {0, ""};
-}
 
 std::vector<int32_t> draw(const PackedSampler& s, int64_t i) {
   const auto T = static_cast<size_t>(s.seq_len());

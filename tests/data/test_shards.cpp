@@ -20,6 +20,8 @@
 namespace fs = std::filesystem;
 
 namespace polyllama {
+using polyllama::test::error_of;
+
 namespace {
 
 // A stand-in tokenizer: one id per byte (byte + 3), EOS = 2, vocabulary 259.
@@ -40,15 +42,6 @@ void write_gzip(const std::string& path, const std::string& bytes) {
   gzclose(gz);
 }
 
-// The exit code and message of fn's polyllama::Error ("" when it did not throw).
-template <typename Fn> std::pair<int, std::string> error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return {e.code(), e.what()};
-  }
-  return {0, ""};
-}
 
 // Runs the pipeline as world_size ranks into one directory, merges and writes metadata, and returns the dir.
 std::string make_dataset(const std::string& dir, const std::vector<std::string>& paths, const TextInputOptions& in,

@@ -2,7 +2,10 @@
 // Shared by the tests: where the shared data and fixtures are, and small numeric helpers.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "polyllama/core/error.hpp"
 
 namespace polyllama::test {
 
@@ -16,5 +19,15 @@ std::string temp_dir(const std::string& tag);
 // max_i |a_i - b_i| / max(max_i |b_i|, floor): error relative to the reference's scale.
 double max_rel_err(const double* a, const double* b, int64_t n, double floor = 1e-12);
 double max_rel_err(const float* a, const float* b, int64_t n, double floor = 1e-12);
+
+// The exit code and message of fn's polyllama::Error ({0, ""} when it did not throw).
+template <typename Fn> std::pair<int, std::string> error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  }
+  return {0, ""};
+}
 
 }  // namespace polyllama::test
