@@ -67,10 +67,12 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, int
 // dQ = scale dS K, dK = scale dS^T Q.
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* probs,
-                        T* scratch, int64_t B, int64_t Tn, int64_t H, int64_t KV, int64_t D) {
+                        T* scratch, int scratch_slots, int64_t B, int64_t Tn, int64_t H, int64_t KV, int64_t D) {
   const int64_t rep = H / KV, ldq = H * D, ldk = KV * D;
   const T scale = T(1) / std::sqrt(static_cast<T>(D));
-#pragma omp parallel
+  // One (T, T) scratch block per thread: never more threads than blocks, even if the thread count grew since
+  // the scratch was sized.
+#pragma omp parallel num_threads(scratch_slots)
   {
 #ifdef _OPENMP
     T* dS = scratch + static_cast<int64_t>(omp_get_thread_num()) * Tn * Tn;
@@ -126,10 +128,10 @@ template void attention_forward<float>(float*, float*, const float*, const float
 template void attention_forward<double>(double*, double*, const double*, const double*, const double*, int64_t,
                                         int64_t, int64_t, int64_t, int64_t);
 template void attention_backward<float>(float*, float*, float*, const float*, const float*, const float*,
-                                        const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t,
-                                        int64_t);
+                                        const float*, const float*, float*, int, int64_t, int64_t, int64_t,
+                                        int64_t, int64_t);
 template void attention_backward<double>(double*, double*, double*, const double*, const double*, const double*,
-                                         const double*, const double*, double*, int64_t, int64_t, int64_t, int64_t,
-                                         int64_t);
+                                         const double*, const double*, double*, int, int64_t, int64_t, int64_t,
+                                         int64_t, int64_t);
 
 }  // namespace polyllama::cpu

@@ -144,11 +144,13 @@ void CpuBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout
   same_numel(dk, k, "attention dk");
   same_numel(dv, v, "attention dv");
   same_numel(dout, q, "attention dout");
-  PL_CHECK(scratch.numel() >= attention_scratch_elems(B, H, Tn), "attention scratch too small");
+  const int64_t slots = std::min<int64_t>(threads(), scratch.numel() / std::max<int64_t>(1, Tn * Tn));
+  PL_CHECK(slots >= 1, "attention scratch holds less than one (T, T) block");
   dispatch(q, [&](auto z) {
     using T = decltype(z);
     cpu::attention_backward<T>(dq.ptr<T>(), dk.ptr<T>(), dv.ptr<T>(), dout.ptr<T>(), q.ptr<T>(), k.ptr<T>(),
-                               v.ptr<T>(), probs.ptr<T>(), scratch.ptr<T>(), B, Tn, H, KV, D);
+                               v.ptr<T>(), probs.ptr<T>(), scratch.ptr<T>(), static_cast<int>(slots), B, Tn, H, KV,
+                               D);
   });
 }
 

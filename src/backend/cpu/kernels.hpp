@@ -24,7 +24,7 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, int
                        int64_t KV, int64_t D);
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* probs,
-                        T* scratch, int64_t B, int64_t Tn, int64_t H, int64_t KV, int64_t D);
+                        T* scratch, int scratch_slots, int64_t B, int64_t Tn, int64_t H, int64_t KV, int64_t D);
 template <typename T> void embedding_forward(T* out, const T* table, const int32_t* ids, int64_t N, int64_t C);
 template <typename T> void embedding_backward(T* dtable, const T* dout, const int32_t* ids, int64_t N, int64_t C);
 template <typename T>
