@@ -30,9 +30,9 @@ void ProfilingBackend::rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor 
   Timer t{*this, kNormB};
   in_.rmsnorm_backward(dx, dw, dy, x, w, rstd);
 }
-void ProfilingBackend::rope(Tensor x, Tensor cos, Tensor sin, int64_t pos0, bool inverse) {
+void ProfilingBackend::rope(Tensor x, Tensor cos, Tensor sin, const int32_t* positions, bool inverse) {
   Timer t{*this, kRope};
-  in_.rope(x, cos, sin, pos0, inverse);
+  in_.rope(x, cos, sin, positions, inverse);
 }
 void ProfilingBackend::swiglu_forward(Tensor out, Tensor gate, Tensor up) {
   Timer t{*this, kSwigluF};
@@ -42,14 +42,15 @@ void ProfilingBackend::swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Te
   Timer t{*this, kSwigluB};
   in_.swiglu_backward(dgate, dup, dout, gate, up);
 }
-void ProfilingBackend::attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v) {
+void ProfilingBackend::attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v,
+                                         const AttnSpan& span) {
   Timer t{*this, kAttnF};
-  in_.attention_forward(out, probs, q, k, v);
+  in_.attention_forward(out, probs, q, k, v, span);
 }
 void ProfilingBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
-                                          Tensor probs, Tensor scratch) {
+                                          Tensor probs, Tensor scratch, const AttnSpan& span) {
   Timer t{*this, kAttnB};
-  in_.attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch);
+  in_.attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, span);
 }
 void ProfilingBackend::embedding_forward(Tensor out, Tensor table, const int32_t* ids) {
   Timer t{*this, kEmbF};

@@ -33,9 +33,9 @@ void LlamaModel::backward(const int32_t* inputs) {
     Tensor dq4 = A(dq_).view({B_, T_, H, D}), dk4 = A(dk_).view({B_, T_, KV, D});
     be_.attention_backward(dq4, dk4, A(dv_).view({B_, T_, KV, D}), A(datt_).view({B_, T_, H, D}),
                            A(a.q).view({B_, T_, H, D}), A(a.k).view({B_, T_, KV, D}), A(a.v).view({B_, T_, KV, D}),
-                           A(a.probs), A(attn_scratch_));
-    be_.rope(dq4, A(rope_cos_), A(rope_sin_), 0, true);
-    be_.rope(dk4, A(rope_cos_), A(rope_sin_), 0, true);
+                           A(a.probs), A(attn_scratch_), attn_span());
+    be_.rope(dq4, A(rope_cos_), A(rope_sin_), rope_positions(), true);
+    be_.rope(dk4, A(rope_cos_), A(rope_sin_), rope_positions(), true);
     linear_backward(be_, dln, G(w.wq), A(dq_), A(a.ln1), P(w.wq), false);
     linear_backward(be_, dln, G(w.wk), A(dk_), A(a.ln1), P(w.wk), true);
     linear_backward(be_, dln, G(w.wv), A(dv_), A(a.ln1), P(w.wv), true);

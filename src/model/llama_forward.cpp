@@ -28,9 +28,9 @@ void LlamaModel::forward(const int32_t* inputs) {
     linear(be_, A(a.k), A(a.ln1), P(w.wk));
     linear(be_, A(a.v), A(a.ln1), P(w.wv));
     Tensor q4 = A(a.q).view({B_, T_, H, D}), k4 = A(a.k).view({B_, T_, KV, D}), v4 = A(a.v).view({B_, T_, KV, D});
-    be_.rope(q4, A(rope_cos_), A(rope_sin_), 0, false);
-    be_.rope(k4, A(rope_cos_), A(rope_sin_), 0, false);
-    be_.attention_forward(A(a.att).view({B_, T_, H, D}), A(a.probs), q4, k4, v4);
+    be_.rope(q4, A(rope_cos_), A(rope_sin_), rope_positions(), false);
+    be_.rope(k4, A(rope_cos_), A(rope_sin_), rope_positions(), false);
+    be_.attention_forward(A(a.att).view({B_, T_, H, D}), A(a.probs), q4, k4, v4, attn_span());
     be_.copy(A(a.res_mid), A(a.res_in));
     linear(be_, A(a.res_mid), A(a.att), P(w.wo), 1.0);
 
@@ -42,6 +42,24 @@ void LlamaModel::forward(const int32_t* inputs) {
     linear(be_, res_out, A(a.act), P(w.wd), 1.0);
   }
   be_.rmsnorm_forward(A(lnf_), A(rstdf_), A(res_final_), P(norm_), cfg_.rms_norm_eps);
+}
+
+void LlamaModel::set_layout(const int32_t* doc_start) {
+  segmented_ = false;
+  if (!doc_start) return;
+  positions_.resize(static_cast<size_t>(B_ * T_));
+  kv_start_.resize(positions_.size());
+  for (int64_t b = 0; b < B_; ++b)
+    for (int64_t t = 0; t < T_; ++t) {
+      const int64_t n = b * T_ + t;
+      const int32_t s = doc_start[n];
+      if (s < 0 || s > t || (t > 0 && s != doc_start[n - 1] && s != t))
+        fail_input("doc_start " + std::to_string(s) + " at row " + std::to_string(b) + ", position " +
+                   std::to_string(t) + " is not the start of a run of examples");
+      positions_[static_cast<size_t>(n)] = static_cast<int32_t>(t - s);
+      kv_start_[static_cast<size_t>(n)] = s;
+      segmented_ = segmented_ || s != 0;
+    }
 }
 
 double LlamaModel::head_and_loss(const int32_t* targets, double loss_scale, bool want_grad) {
@@ -66,16 +84,18 @@ double LlamaModel::head_and_loss(const int32_t* targets, double loss_scale, bool
 }
 
 double LlamaModel::forward_backward(const int32_t* inputs, const int32_t* targets, double loss_scale,
-                                    bool want_grad) {
+                                    bool want_grad, const int32_t* doc_start) {
+  set_layout(doc_start);
   forward(inputs);
   const double total = head_and_loss(targets, loss_scale, want_grad);
   if (want_grad) backward(inputs);
   return total;
 }
 
-void LlamaModel::forward_logits(const int32_t* inputs, Tensor logits) {
+void LlamaModel::forward_logits(const int32_t* inputs, Tensor logits, const int32_t* doc_start) {
   const int64_t N = B_ * T_;
   PL_CHECK(logits.rows() == N && logits.cols() == cfg_.vocab_size, "logits must be (batch * seq, vocab)");
+  set_layout(doc_start);
   forward(inputs);
   linear(be_, logits, A(lnf_), head_weight());
 }

@@ -26,13 +26,13 @@ TEST(CpuAttention, ScratchForFewerThreadsThanActive) {
   Tensor q4(q.data(), DType::f32, {B, T, H, D}), k4(k.data(), DType::f32, {B, T, KV, D}),
       v4(v.data(), DType::f32, {B, T, KV, D}), o4(out.data(), DType::f32, {B, T, H, D}),
       g4(dout.data(), DType::f32, {B, T, H, D}), p(probs.data(), DType::f32, {B, H, T, T});
-  be.attention_forward(o4, p, q4, k4, v4);
+  be.attention_forward(o4, p, q4, k4, v4, AttnSpan{});
 
   auto backward = [&](int64_t scratch_blocks) {
     std::vector<float> dq(q.size()), dk(k.size()), dv(v.size()), scratch(scratch_blocks * T * T);
     be.attention_backward(Tensor(dq.data(), DType::f32, {B, T, H, D}), Tensor(dk.data(), DType::f32, {B, T, KV, D}),
                           Tensor(dv.data(), DType::f32, {B, T, KV, D}), g4, q4, k4, v4, p,
-                          Tensor(scratch.data(), DType::f32, {scratch_blocks * T * T}));
+                          Tensor(scratch.data(), DType::f32, {scratch_blocks * T * T}), AttnSpan{});
     dq.insert(dq.end(), dk.begin(), dk.end());
     dq.insert(dq.end(), dv.begin(), dv.end());
     return dq;

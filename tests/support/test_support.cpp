@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 namespace fs = std::filesystem;
 
@@ -37,5 +38,9 @@ template <typename T> static double rel_err(const T* a, const T* b, int64_t n, d
 
 double max_rel_err(const double* a, const double* b, int64_t n, double floor) { return rel_err(a, b, n, floor); }
 double max_rel_err(const float* a, const float* b, int64_t n, double floor) { return rel_err(a, b, n, floor); }
+double max_rel_err(const std::vector<double>& a, const std::vector<double>& ref) {
+  if (a.size() != ref.size()) return std::numeric_limits<double>::infinity();
+  return rel_err(a.data(), ref.data(), static_cast<int64_t>(a.size()), 1e-12);
+}
 
 }  // namespace polyllama::test

@@ -19,6 +19,8 @@ std::string temp_dir(const std::string& tag);
 // max_i |a_i - b_i| / max(max_i |b_i|, floor): error relative to the reference's scale.
 double max_rel_err(const double* a, const double* b, int64_t n, double floor = 1e-12);
 double max_rel_err(const float* a, const float* b, int64_t n, double floor = 1e-12);
+// The same over whole vectors; sizes must match (a mismatch returns infinity, so the comparison fails).
+double max_rel_err(const std::vector<double>& a, const std::vector<double>& ref);
 
 // The exit code and message of fn's polyllama::Error ({0, ""} when it did not throw).
 template <typename Fn> std::pair<int, std::string> error_of(Fn&& fn) {

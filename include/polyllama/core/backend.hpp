@@ -18,6 +18,16 @@ struct AdamWParams {
   int64_t step = 1;  // 1-based, for bias correction
 };
 
+// Which keys each query of an attention call may see. Only the first kv_len rows of k and v hold keys (a KV
+// cache is allocated for the longest sequence); the Tq queries are the last Tq of those kv_len positions, so
+// query t sits at key position p(t) = kv_len - Tq + t and sees keys [kv_start[b * Tq + t], p(t)].
+// kv_start (host memory) is how packed examples stay apart and how left padding is skipped; nullptr means 0
+// for every query (plain causal). 0 <= kv_start <= p(t) is the caller's promise.
+struct AttnSpan {
+  int64_t kv_len = -1;              // -1: every row of k and v
+  const int32_t* kv_start = nullptr;  // (B, Tq)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -33,21 +43,23 @@ class Backend {
   virtual void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tensor rstd) = 0;
 
   // In place on x (B, T, H, D), rotate-half convention (Hugging Face LLaMA): pairs (i, i + D/2) rotate by
-  // angle pos * theta^(-2i/D) with pos = pos0 + t. cos/sin are (max_pos, D/2). inverse applies the
-  // transposed rotation, which is exactly the backward pass.
-  virtual void rope(Tensor x, Tensor cos, Tensor sin, int64_t pos0, bool inverse) = 0;
+  // angle pos * theta^(-2i/D). positions (B, T) holds each token's position (host memory; packed examples
+  // restart at 0, left-padded prompts start after their padding); nullptr means pos = t. cos/sin are
+  // (max_pos, D/2). inverse applies the transposed rotation, which is exactly the backward pass.
+  virtual void rope(Tensor x, Tensor cos, Tensor sin, const int32_t* positions, bool inverse) = 0;
 
   // out = silu(gate) * up, all (N, F).
   virtual void swiglu_forward(Tensor out, Tensor gate, Tensor up) = 0;
   // dgate = ..., dup = ...
   virtual void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) = 0;
 
-  // Causal grouped-query attention. q, out (B, T, H, D); k, v (B, T, KV, D) with H % KV == 0;
-  // probs (B, H, T, T) = softmax(q k^T / sqrt(D)) saved for backward (upper triangle = 0).
-  virtual void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v) = 0;
-  // dq = ..., dk = ..., dv = ...; scratch holds attention_scratch_elems(B, H, T) elements.
+  // Causal grouped-query attention. q, out (B, Tq, H, D); k, v (B, Tk, KV, D) with H % KV == 0 and Tq <= Tk;
+  // probs (B, H, Tq, Tk) = softmax(q k^T / sqrt(D)) saved for backward (masked entries = 0). See AttnSpan for
+  // which keys each query sees; training passes Tq == Tk and a default span (plain causal).
+  virtual void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v, const AttnSpan& span) = 0;
+  // dq = ..., dk = ... (all Tk rows written), dv = ...; scratch holds attention_scratch_elems(B, H, Tk).
   virtual void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
-                                  Tensor probs, Tensor scratch) = 0;
+                                  Tensor probs, Tensor scratch, const AttnSpan& span) = 0;
 
   virtual int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq) const = 0;
 

@@ -17,12 +17,13 @@ class ProfilingBackend final : public Backend {
   void matmul(Tensor c, Tensor a, Tensor b, bool ta, bool tb, double alpha, double beta) override;
   void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) override;
   void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tensor rstd) override;
-  void rope(Tensor x, Tensor cos, Tensor sin, int64_t pos0, bool inverse) override;
+  void rope(Tensor x, Tensor cos, Tensor sin, const int32_t* positions, bool inverse) override;
   void swiglu_forward(Tensor out, Tensor gate, Tensor up) override;
   void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) override;
-  void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v) override;
+  void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v,
+                                         const AttnSpan& span) override;
   void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor probs,
-                          Tensor scratch) override;
+                          Tensor scratch, const AttnSpan& span) override;
   int64_t attention_scratch_elems(int64_t b, int64_t h, int64_t t) const override {
     return in_.attention_scratch_elems(b, h, t);
   }

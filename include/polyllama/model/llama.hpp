@@ -49,11 +49,15 @@ class LlamaModel {
   // One micro-batch: inputs and targets are (batch, seq) token ids; targets equal to kIgnoreIndex carry no
   // loss. Returns the summed loss over counted targets. With want_grad, gradients of
   // (loss_scale * summed loss) are accumulated (+=) into grads; zero_grads() clears them.
-  double forward_backward(const int32_t* inputs, const int32_t* targets, double loss_scale, bool want_grad);
+  // doc_start (batch, seq), optional: the index in its row where each token's example begins. Packed SFT
+  // examples then neither attend to each other nor share positions (each restarts RoPE at 0); nullptr or all
+  // zeros is one causal stream per row, as pretraining packs documents.
+  double forward_backward(const int32_t* inputs, const int32_t* targets, double loss_scale, bool want_grad,
+                          const int32_t* doc_start = nullptr);
   void zero_grads();
 
   // Forward only, writing every logit to logits (batch * seq, vocab): for tests and generation.
-  void forward_logits(const int32_t* inputs, Tensor logits);
+  void forward_logits(const int32_t* inputs, Tensor logits, const int32_t* doc_start = nullptr);
 
  private:
   struct Layer {  // parameter indices
@@ -65,6 +69,8 @@ class LlamaModel {
   void register_params();
   size_t add_param(const std::string& name, std::initializer_list<int64_t> dims, bool decay);
   void forward(const int32_t* inputs);
+  // Positions and the attention span of this micro-batch from doc_start (checked).
+  void set_layout(const int32_t* doc_start);
   // LM head and loss in row chunks, fused with the head's backward so full logits never exist at once.
   double head_and_loss(const int32_t* targets, double loss_scale, bool want_grad);
   void backward(const int32_t* inputs);
@@ -83,6 +89,10 @@ class LlamaModel {
   size_t embed_ = 0, norm_ = 0, lm_head_ = 0;
 
   int64_t B_ = 0, T_ = 0, head_chunk_ = 0;
+  std::vector<int32_t> positions_, kv_start_;  // (B, T) of the current micro-batch
+  bool segmented_ = false;                     // some row holds more than one example
+  const int32_t* rope_positions() const { return segmented_ ? positions_.data() : nullptr; }
+  AttnSpan attn_span() const { return {-1, segmented_ ? kv_start_.data() : nullptr}; }
   std::vector<LayerActs> la_;
   int res_final_ = -1, lnf_ = -1, rstdf_ = -1, rope_cos_ = -1, rope_sin_ = -1, logits_ = -1, loss_rows_ = -1;
   // Backward scratch, shared by all layers.

@@ -11,52 +11,67 @@ namespace polyllama::cpu {
 
 // Causal GQA attention, one (batch, kv-head) group per work item so that the k/v gradients of a group are
 // written by one thread only. Inside a group the query heads run in turn through row blocks of kAttnBlock:
-// block [r0, r1) only needs keys [0, r1), so the GEMMs skip almost all of the masked upper triangle.
+// a block only needs the keys its rows see, so the GEMMs skip almost all of the masked upper triangle and,
+// for packed examples, most of the other examples' keys.
 // The OpenMP build of OpenBLAS runs single-threaded inside the parallel region, as intended here.
 
 namespace {
 
-template <typename T> void softmax_causal_rows(T* P, int64_t ldp, int64_t r0, int64_t r1) {
+// Row i of P sees keys [lo_i, hi_i]; every other entry of the row is set to 0 (backward reads whole rows).
+template <typename T> void softmax_span_rows(T* P, int64_t ldp, int64_t r0, int64_t r1, const Span& sp) {
   for (int64_t i = r0; i < r1; ++i) {
     T* row = P + i * ldp;
-    const int64_t n = i + 1;
-    T mx = row[0];
-    for (int64_t j = 1; j < n; ++j) mx = std::max(mx, row[j]);
+    const int64_t lo = sp.lo(i), hi = sp.hi(i);
+    T mx = row[lo];
+    for (int64_t j = lo + 1; j <= hi; ++j) mx = std::max(mx, row[j]);
     T sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; ++j) {
+    for (int64_t j = lo; j <= hi; ++j) {
       T e = std::exp(row[j] - mx);
       row[j] = e;
       sum += e;
     }
     T inv = T(1) / sum;
 #pragma omp simd
-    for (int64_t j = 0; j < n; ++j) row[j] *= inv;
-    std::fill(row + n, row + ldp, T(0));
+    for (int64_t j = lo; j <= hi; ++j) row[j] *= inv;
+    std::fill(row, row + lo, T(0));
+    std::fill(row + hi + 1, row + ldp, T(0));
   }
+}
+
+// Keys [k0, k1) cover every row of the block [r0, r1): the only columns its GEMMs touch.
+inline void block_keys(const Span& sp, int64_t r0, int64_t r1, int64_t* k0, int64_t* k1) {
+  int64_t lo = sp.lo(r0);
+  for (int64_t i = r0 + 1; i < r1; ++i) lo = std::min(lo, sp.lo(i));
+  *k0 = lo;
+  *k1 = sp.hi(r1 - 1) + 1;
 }
 
 }  // namespace
 
 template <typename T>
-void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H,
-                       int64_t KV, int64_t D) {
-  const int64_t rep = H / KV, ldq = H * D, ldk = KV * D;
-  const T scale = T(1) / std::sqrt(static_cast<T>(D));
+void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, const AttnDims& d) {
+  const int64_t rep = d.H / d.KV, ldq = d.H * d.D, ldk = d.KV * d.D, Tq = d.Tq, Tk = d.Tk;
+  const T scale = T(1) / std::sqrt(static_cast<T>(d.D));
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t g = 0; g < KV; ++g) {
-      const T* kb = k + b * Tn * ldk + g * D;
-      const T* vb = v + b * Tn * ldk + g * D;
+  for (int64_t b = 0; b < d.B; ++b) {
+    for (int64_t g = 0; g < d.KV; ++g) {
+      const Span sp = d.span(b);
+      const T* kb = k + b * Tk * ldk + g * d.D;
+      const T* vb = v + b * Tk * ldk + g * d.D;
       for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
-        const T* qb = q + b * Tn * ldq + h * D;
-        T* ob = out + b * Tn * ldq + h * D;
-        T* P = probs + (b * H + h) * Tn * Tn;
-        for (int64_t r0 = 0; r0 < Tn; r0 += kAttnBlock) {
-          const int64_t r1 = std::min(Tn, r0 + kAttnBlock), m = r1 - r0;
-          gemm<T>(false, true, m, r1, D, scale, qb + r0 * ldq, ldq, kb, ldk, T(0), P + r0 * Tn, Tn);
-          softmax_causal_rows(P, Tn, r0, r1);
-          gemm<T>(false, false, m, D, r1, T(1), P + r0 * Tn, Tn, vb, ldk, T(0), ob + r0 * ldq, ldq);
+        const T* qb = q + b * Tq * ldq + h * d.D;
+        T* ob = out + b * Tq * ldq + h * d.D;
+        T* P = probs + (b * d.H + h) * Tq * Tk;
+        for (int64_t r0 = 0; r0 < Tq; r0 += kAttnBlock) {
+          const int64_t r1 = std::min(Tq, r0 + kAttnBlock), m = r1 - r0;
+          int64_t k0, k1;
+          block_keys(sp, r0, r1, &k0, &k1);
+          gemm<T>(false, true, m, k1 - k0, d.D, scale, qb + r0 * ldq, ldq, kb + k0 * ldk, ldk, T(0), P + r0 * Tk + k0,
+                  Tk);
+          softmax_span_rows(P, Tk, r0, r1, sp);
+          gemm<T>(false, false, m, d.D, k1 - k0, T(1), P + r0 * Tk + k0, Tk, vb + k0 * ldk, ldk, T(0), ob + r0 * ldq,
+                  ldq);
         }
       }
     }
@@ -64,58 +79,64 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, int
 }
 
 // With S = scale q k^T and P = softmax(S): dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)),
-// dQ = scale dS K, dK = scale dS^T Q.
+// dQ = scale dS K, dK = scale dS^T Q. Masked entries of P are 0, so they contribute nothing to any of these.
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* probs,
-                        T* scratch, int scratch_slots, int64_t B, int64_t Tn, int64_t H, int64_t KV, int64_t D) {
-  const int64_t rep = H / KV, ldq = H * D, ldk = KV * D;
+                        T* scratch, int scratch_slots, const AttnDims& d) {
+  const int64_t rep = d.H / d.KV, ldq = d.H * d.D, ldk = d.KV * d.D, Tq = d.Tq, Tk = d.Tk, D = d.D;
   const T scale = T(1) / std::sqrt(static_cast<T>(D));
-  // One (T, T) scratch block per thread: never more threads than blocks, even if the thread count grew since
+  // One (Tq, Tk) scratch block per thread: never more threads than blocks, even if the thread count grew since
   // the scratch was sized.
 #pragma omp parallel num_threads(scratch_slots)
   {
 #ifdef _OPENMP
-    T* dS = scratch + static_cast<int64_t>(omp_get_thread_num()) * Tn * Tn;
+    T* dS = scratch + static_cast<int64_t>(omp_get_thread_num()) * Tq * Tk;
 #else
     T* dS = scratch;
 #endif
 #pragma omp for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t g = 0; g < KV; ++g) {
-        const T* kb = k + b * Tn * ldk + g * D;
-        const T* vb = v + b * Tn * ldk + g * D;
-        T* dkb = dk + b * Tn * ldk + g * D;
-        T* dvb = dv + b * Tn * ldk + g * D;
-        for (int64_t t = 0; t < Tn; ++t) {
+    for (int64_t b = 0; b < d.B; ++b) {
+      for (int64_t g = 0; g < d.KV; ++g) {
+        const Span sp = d.span(b);
+        const T* kb = k + b * Tk * ldk + g * D;
+        const T* vb = v + b * Tk * ldk + g * D;
+        T* dkb = dk + b * Tk * ldk + g * D;
+        T* dvb = dv + b * Tk * ldk + g * D;
+        for (int64_t t = 0; t < Tk; ++t) {
           std::fill(dkb + t * ldk, dkb + t * ldk + D, T(0));
           std::fill(dvb + t * ldk, dvb + t * ldk + D, T(0));
         }
         for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
-          const T* qb = q + b * Tn * ldq + h * D;
-          const T* gob = dout + b * Tn * ldq + h * D;
-          T* dqb = dq + b * Tn * ldq + h * D;
-          const T* P = probs + (b * H + h) * Tn * Tn;
-          for (int64_t r0 = 0; r0 < Tn; r0 += kAttnBlock) {
-            const int64_t r1 = std::min(Tn, r0 + kAttnBlock), m = r1 - r0;
-            const T* Pb = P + r0 * Tn;
-            T* dSb = dS + r0 * Tn;
-            // dV[0:r1] += P[r0:r1, 0:r1]^T dO[r0:r1]
-            gemm<T>(true, false, r1, D, m, T(1), Pb, Tn, gob + r0 * ldq, ldq, T(1), dvb, ldk);
-            // dP[r0:r1, 0:r1] = dO[r0:r1] V[0:r1]^T
-            gemm<T>(false, true, m, r1, D, T(1), gob + r0 * ldq, ldq, vb, ldk, T(0), dSb, Tn);
+          const T* qb = q + b * Tq * ldq + h * D;
+          const T* gob = dout + b * Tq * ldq + h * D;
+          T* dqb = dq + b * Tq * ldq + h * D;
+          const T* P = probs + (b * d.H + h) * Tq * Tk;
+          for (int64_t r0 = 0; r0 < Tq; r0 += kAttnBlock) {
+            const int64_t r1 = std::min(Tq, r0 + kAttnBlock), m = r1 - r0;
+            int64_t k0, k1;
+            block_keys(sp, r0, r1, &k0, &k1);
+            const int64_t n = k1 - k0;
+            const T* Pb = P + r0 * Tk + k0;
+            T* dSb = dS + r0 * Tk + k0;
+            // dV[k0:k1] += P[r0:r1, k0:k1]^T dO[r0:r1]
+            gemm<T>(true, false, n, D, m, T(1), Pb, Tk, gob + r0 * ldq, ldq, T(1), dvb + k0 * ldk, ldk);
+            // dP[r0:r1, k0:k1] = dO[r0:r1] V[k0:k1]^T
+            gemm<T>(false, true, m, n, D, T(1), gob + r0 * ldq, ldq, vb + k0 * ldk, ldk, T(0), dSb, Tk);
             for (int64_t i = r0; i < r1; ++i) {
-              const T* pr = P + i * Tn;
-              T* dr = dS + i * Tn;
+              const int64_t lo = sp.lo(i), hi = sp.hi(i);
+              const T* pr = P + i * Tk;
+              T* dr = dS + i * Tk;
               T dot = 0;
 #pragma omp simd reduction(+ : dot)
-              for (int64_t j = 0; j <= i; ++j) dot += pr[j] * dr[j];
+              for (int64_t j = lo; j <= hi; ++j) dot += pr[j] * dr[j];
 #pragma omp simd
-              for (int64_t j = 0; j <= i; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
-              std::fill(dr + i + 1, dr + r1, T(0));
+              for (int64_t j = lo; j <= hi; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
+              std::fill(dr + k0, dr + lo, T(0));
+              std::fill(dr + hi + 1, dr + k1, T(0));
             }
-            // dQ[r0:r1] = dS[r0:r1, 0:r1] K[0:r1];  dK[0:r1] += dS[r0:r1, 0:r1]^T Q[r0:r1]
-            gemm<T>(false, false, m, D, r1, T(1), dSb, Tn, kb, ldk, T(0), dqb + r0 * ldq, ldq);
-            gemm<T>(true, false, r1, D, m, T(1), dSb, Tn, qb + r0 * ldq, ldq, T(1), dkb, ldk);
+            // dQ[r0:r1] = dS[r0:r1, k0:k1] K[k0:k1];  dK[k0:k1] += dS[r0:r1, k0:k1]^T Q[r0:r1]
+            gemm<T>(false, false, m, D, n, T(1), dSb, Tk, kb + k0 * ldk, ldk, T(0), dqb + r0 * ldq, ldq);
+            gemm<T>(true, false, n, D, m, T(1), dSb, Tk, qb + r0 * ldq, ldq, T(1), dkb + k0 * ldk, ldk);
           }
         }
       }
@@ -123,15 +144,12 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   }
 }
 
-template void attention_forward<float>(float*, float*, const float*, const float*, const float*, int64_t, int64_t,
-                                       int64_t, int64_t, int64_t);
-template void attention_forward<double>(double*, double*, const double*, const double*, const double*, int64_t,
-                                        int64_t, int64_t, int64_t, int64_t);
+template void attention_forward<float>(float*, float*, const float*, const float*, const float*, const AttnDims&);
+template void attention_forward<double>(double*, double*, const double*, const double*, const double*,
+                                        const AttnDims&);
 template void attention_backward<float>(float*, float*, float*, const float*, const float*, const float*,
-                                        const float*, const float*, float*, int, int64_t, int64_t, int64_t,
-                                        int64_t, int64_t);
+                                        const float*, const float*, float*, int, const AttnDims&);
 template void attention_backward<double>(double*, double*, double*, const double*, const double*, const double*,
-                                         const double*, const double*, double*, int, int64_t, int64_t, int64_t,
-                                         int64_t, int64_t);
+                                         const double*, const double*, double*, int, const AttnDims&);
 
 }  // namespace polyllama::cpu

@@ -90,14 +90,24 @@ void CpuBackend::rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Ten
   });
 }
 
-void CpuBackend::rope(Tensor x, Tensor cos, Tensor sin, int64_t pos0, bool inverse) {
+void CpuBackend::rope(Tensor x, Tensor cos, Tensor sin, const int32_t* positions, bool inverse) {
   same_dtype({x, cos, sin});
   PL_CHECK(x.ndim == 4 && x.dim(3) % 2 == 0, "rope wants (B, T, H, D) with even D, got " + x.shape_str());
-  PL_CHECK(cos.cols() == x.dim(3) / 2 && pos0 + x.dim(1) <= cos.rows(),
-           "rope table " + cos.shape_str() + " too small for " + x.shape_str());
+  const int64_t BT = x.dim(0) * x.dim(1);
+  int64_t max_pos = x.dim(1) - 1;
+  if (positions) {
+    max_pos = 0;
+    for (int64_t i = 0; i < BT; ++i) {
+      PL_CHECK(positions[i] >= 0, "rope position " + std::to_string(positions[i]) + " is negative");
+      max_pos = std::max<int64_t>(max_pos, positions[i]);
+    }
+  }
+  PL_CHECK(cos.cols() == x.dim(3) / 2 && max_pos < cos.rows(),
+           "rope table " + cos.shape_str() + " too small for position " + std::to_string(max_pos) + " of " +
+               x.shape_str());
   dispatch(x, [&](auto z) {
     using T = decltype(z);
-    cpu::rope<T>(x.ptr<T>(), cos.ptr<T>(), sin.ptr<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), pos0, inverse);
+    cpu::rope<T>(x.ptr<T>(), cos.ptr<T>(), sin.ptr<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), positions, inverse);
   });
 }
 
@@ -122,35 +132,56 @@ void CpuBackend::swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor g
   });
 }
 
-void CpuBackend::attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v) {
-  same_dtype({out, probs, q, k, v});
+namespace {
+
+// Shapes of an attention call, with the span checked: every query must see at least itself.
+cpu::AttnDims attention_dims(const Tensor& q, const Tensor& k, const Tensor& v, const AttnSpan& span) {
   PL_CHECK(q.ndim == 4 && k.ndim == 4 && v.ndim == 4, "attention wants (B, T, heads, D) tensors");
-  const int64_t B = q.dim(0), Tn = q.dim(1), H = q.dim(2), KV = k.dim(2), D = q.dim(3);
-  PL_CHECK(KV > 0 && H % KV == 0 && k.dim(0) == B && k.dim(1) == Tn && k.dim(3) == D, "attention q/k shapes");
+  const int64_t B = q.dim(0), Tq = q.dim(1), H = q.dim(2), Tk = k.dim(1), KV = k.dim(2), D = q.dim(3);
+  PL_CHECK(KV > 0 && H % KV == 0 && k.dim(0) == B && k.dim(3) == D,
+           "attention q/k shapes " + q.shape_str() + " / " + k.shape_str());
   same_numel(k, v, "attention k/v");
+  const int64_t kv_len = span.kv_len < 0 ? Tk : span.kv_len;
+  PL_CHECK(Tq <= kv_len && kv_len <= Tk, "attention: " + std::to_string(Tq) + " queries, kv_len " +
+                                             std::to_string(kv_len) + ", " + std::to_string(Tk) + " key rows");
+  if (span.kv_start)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < Tq; ++t) {
+        const int32_t s = span.kv_start[b * Tq + t];
+        PL_CHECK(s >= 0 && s <= kv_len - Tq + t, "attention kv_start " + std::to_string(s) + " of query " +
+                                                     std::to_string(t) + " in row " + std::to_string(b) +
+                                                     " lets it see no key");
+      }
+  return {B, Tq, Tk, H, KV, D, kv_len, span.kv_start};
+}
+
+}  // namespace
+
+void CpuBackend::attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v, const AttnSpan& span) {
+  same_dtype({out, probs, q, k, v});
+  const cpu::AttnDims d = attention_dims(q, k, v, span);
   same_numel(out, q, "attention out/q");
-  PL_CHECK(probs.numel() == B * H * Tn * Tn, "attention probs must be (B, H, T, T)");
+  PL_CHECK(probs.numel() >= d.B * d.H * d.Tq * d.Tk, "attention probs must hold (B, H, Tq, Tk)");
   dispatch(q, [&](auto z) {
     using T = decltype(z);
-    cpu::attention_forward<T>(out.ptr<T>(), probs.ptr<T>(), q.ptr<T>(), k.ptr<T>(), v.ptr<T>(), B, Tn, H, KV, D);
+    cpu::attention_forward<T>(out.ptr<T>(), probs.ptr<T>(), q.ptr<T>(), k.ptr<T>(), v.ptr<T>(), d);
   });
 }
 
 void CpuBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
-                                    Tensor probs, Tensor scratch) {
+                                    Tensor probs, Tensor scratch, const AttnSpan& span) {
   same_dtype({dq, dk, dv, dout, q, k, v, probs, scratch});
-  const int64_t B = q.dim(0), Tn = q.dim(1), H = q.dim(2), KV = k.dim(2), D = q.dim(3);
+  const cpu::AttnDims d = attention_dims(q, k, v, span);
   same_numel(dq, q, "attention dq");
   same_numel(dk, k, "attention dk");
   same_numel(dv, v, "attention dv");
   same_numel(dout, q, "attention dout");
-  const int64_t slots = std::min<int64_t>(threads(), scratch.numel() / std::max<int64_t>(1, Tn * Tn));
-  PL_CHECK(slots >= 1, "attention scratch holds less than one (T, T) block");
+  const int64_t slots = std::min<int64_t>(threads(), scratch.numel() / std::max<int64_t>(1, d.Tq * d.Tk));
+  PL_CHECK(slots >= 1, "attention scratch holds less than one (Tq, Tk) block");
   dispatch(q, [&](auto z) {
     using T = decltype(z);
     cpu::attention_backward<T>(dq.ptr<T>(), dk.ptr<T>(), dv.ptr<T>(), dout.ptr<T>(), q.ptr<T>(), k.ptr<T>(),
-                               v.ptr<T>(), probs.ptr<T>(), scratch.ptr<T>(), static_cast<int>(slots), B, Tn, H, KV,
-                               D);
+                               v.ptr<T>(), probs.ptr<T>(), scratch.ptr<T>(), static_cast<int>(slots), d);
   });
 }
 

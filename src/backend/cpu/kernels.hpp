@@ -16,15 +16,28 @@ template <typename T> void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w
 template <typename T>
 void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t N, int64_t C);
 template <typename T>
-void rope(T* x, const T* cos, const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t D, int64_t pos0, bool inverse);
+void rope(T* x, const T* cos, const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t D, const int32_t* positions,
+          bool inverse);
 template <typename T> void swiglu_forward(T* out, const T* gate, const T* up, int64_t n);
 template <typename T> void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n);
+// The keys query i of one batch row sees: [lo(i), hi(i)] (see AttnSpan).
+struct Span {
+  const int32_t* start;  // (Tq) or nullptr
+  int64_t offset;        // kv_len - Tq
+  int64_t lo(int64_t i) const { return start ? start[i] : 0; }
+  int64_t hi(int64_t i) const { return offset + i; }
+};
+struct AttnDims {
+  int64_t B, Tq, Tk, H, KV, D;  // Tk: rows of k and v (their stride); keys beyond kv_len are never read
+  int64_t kv_len;
+  const int32_t* kv_start;  // (B, Tq) or nullptr
+  Span span(int64_t b) const { return {kv_start ? kv_start + b * Tq : nullptr, kv_len - Tq}; }
+};
 template <typename T>
-void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H,
-                       int64_t KV, int64_t D);
+void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, const AttnDims& d);
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* probs,
-                        T* scratch, int scratch_slots, int64_t B, int64_t Tn, int64_t H, int64_t KV, int64_t D);
+                        T* scratch, int scratch_slots, const AttnDims& d);
 template <typename T> void embedding_forward(T* out, const T* table, const int32_t* ids, int64_t N, int64_t C);
 template <typename T> void embedding_backward(T* dtable, const T* dout, const int32_t* ids, int64_t N, int64_t C);
 template <typename T>

@@ -18,12 +18,12 @@ class CpuBackend final : public Backend {
   void matmul(Tensor c, Tensor a, Tensor b, bool trans_a, bool trans_b, double alpha, double beta) override;
   void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) override;
   void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tensor rstd) override;
-  void rope(Tensor x, Tensor cos, Tensor sin, int64_t pos0, bool inverse) override;
+  void rope(Tensor x, Tensor cos, Tensor sin, const int32_t* positions, bool inverse) override;
   void swiglu_forward(Tensor out, Tensor gate, Tensor up) override;
   void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) override;
-  void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v) override;
+  void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v, const AttnSpan& span) override;
   void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor probs,
-                          Tensor scratch) override;
+                          Tensor scratch, const AttnSpan& span) override;
   int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq) const override;
   void embedding_forward(Tensor out, Tensor table, const int32_t* ids) override;
   void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
