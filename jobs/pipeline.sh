@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The polyllama pipeline on one node: corpus -> tokenizer -> token shards -> init -> continued pretraining.
+# The polyllama pipeline on one node: corpus -> tokenizer -> token shards -> init -> continued pretraining ->
+# instruction tuning.
 # With no arguments it runs the embedded default: Chinese poems and prose from Debian's fortunes-zh, a
 # 8000-piece tokenizer, a 4-layer model, 300 steps on 2 cores (a few minutes).
 # Every stage is a polyllama verb; override any of them with the variables below.
@@ -9,6 +10,8 @@
 #   MODEL     (--hidden-size 128 --intermediate-size 352 --num-hidden-layers 4 --num-attention-heads 4
 #              --num-key-value-heads 2)    model flags for `polyllama init`
 #   STEPS (300)  SEQ (128)  MICRO_BATCH (8)  LR (3e-3)  THREADS (all cores)
+#   SFT_DATA  (generated)      instruction records (JSONL/JSON); the default asks about the Tang poems
+#   SFT_TEMPLATE (alpaca)  SFT_STEPS (100)  SFT_SEQ (256)  SFT_LR (1e-3)
 #   POLYLLAMA (build/polyllama)  LAUNCH ("" ; e.g. "srun" or "mpirun -np 1")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,4 +56,20 @@ rc=$?
 set -e
 if [[ $rc -eq 3 ]]; then echo "pipeline: stopped by a signal after a clean checkpoint; rerun to resume"; exit 3; fi
 [[ $rc -eq 0 ]] || exit $rc
-echo "== done: checkpoints in $run/ckpt, metrics in $run/metrics.jsonl"
+
+sft_data=${SFT_DATA:-}
+if [[ -z $sft_data ]]; then
+  sft_data=$run/sft.jsonl
+  [[ -s $sft_data ]] || "$root/tools/sft-demo-data.sh" "$sft_data"
+fi
+echo "== sft"
+set +e
+$launch "$bin" sft --run-dir "$run/sft" --init-from "$run/ckpt/$(cat "$run/ckpt/latest")" --data "$sft_data" \
+  --template "${SFT_TEMPLATE:-alpaca}" --steps "${SFT_STEPS:-100}" --seq-len "${SFT_SEQ:-256}" \
+  --micro-batch "${MICRO_BATCH:-8}" --lr "${SFT_LR:-1e-3}" --min-lr 1e-4 --warmup-steps 10 --log-interval 25 \
+  --save-interval 50 --keep-last 2 "${threads[@]}"
+rc=$?
+set -e
+if [[ $rc -eq 3 ]]; then echo "pipeline: stopped by a signal after a clean checkpoint; rerun to resume"; exit 3; fi
+[[ $rc -eq 0 ]] || exit $rc
+echo "== done: checkpoints in $run/ckpt (pretrained) and $run/sft/ckpt (instruction-tuned), metrics in metrics.jsonl"

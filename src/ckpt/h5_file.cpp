@@ -193,6 +193,7 @@ void write_tensor_file(const std::string& path, const std::vector<NamedTensor>& 
     write_string_attr(file, "polyllama_format_version", std::to_string(meta->format_version));
     write_string_attr(file, "config", meta->config_json);
     write_string_attr(file, "trainer_state", meta->trainer_json);
+    if (!meta->chat_template_json.empty()) write_string_attr(file, "chat_template", meta->chat_template_json);
     const int64_t n = static_cast<int64_t>(meta->tokenizer_bytes.size());
     write_dataset(file, dxpl, "tokenizer.model", H5T_NATIVE_UCHAR, H5T_STD_U8LE, ShardSpec::full({n}), rank == 0,
                   meta->tokenizer_bytes.data());
@@ -252,6 +253,7 @@ CheckpointMeta read_meta(const std::string& model_h5) {
                std::to_string(kCheckpointFormatVersion));
   m.config_json = read_string_attr(file, "config", model_h5);
   m.trainer_json = read_string_attr(file, "trainer_state", model_h5);
+  if (H5Aexists(file, "chat_template") > 0) m.chat_template_json = read_string_attr(file, "chat_template", model_h5);
   if (H5Lexists(file, "tokenizer.model", H5P_DEFAULT) <= 0) fail_input(model_h5 + ": tokenizer.model is missing");
   H5Id ds(H5Dopen2(file, "tokenizer.model", H5P_DEFAULT), H5Dclose);
   H5Id space(H5Dget_space(ds), H5Sclose);

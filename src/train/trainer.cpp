@@ -15,6 +15,10 @@ namespace fs = std::filesystem;
 namespace polyllama {
 
 namespace {
+
+int64_t counted_targets(const int32_t* targets, int64_t n) {
+  return static_cast<int64_t>(n - std::count(targets, targets + n, LlamaModel::kIgnoreIndex));
+}
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
@@ -68,9 +72,15 @@ Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& mo
     : cfg_(cfg), ocfg_(ocfg), model_(model), opt_(ocfg, model.backend(), slots_of(model)), train_(train), val_(val),
       meta_(std::move(base_meta)) {
   cfg_.validate();
-  const size_t n = static_cast<size_t>(cfg_.micro_batch * cfg_.seq_len);
+  for (const SampleStream* s : {&train, val})
+    if (s && s->seq_len() != cfg_.seq_len)
+      fail_input("the data's rows hold " + std::to_string(s->seq_len()) + " positions, the trainer's seq_len is " +
+                 std::to_string(cfg_.seq_len));
+  // Room for a whole step's micro-batches (see run()).
+  const auto n = static_cast<size_t>(cfg_.micro_batch * cfg_.accum_steps() * cfg_.seq_len);
   inputs_.resize(n);
   targets_.resize(n);
+  doc_start_.resize(n);
 }
 
 void Trainer::resume_from(const std::string& step_dir) {
@@ -140,9 +150,12 @@ double Trainer::evaluate() {
   double sum = 0;
   int64_t count = 0;
   for (int64_t b = 0; b < batches; ++b) {
-    for (int64_t i = 0; i < B; ++i) val_->window(b * B + i, &inputs_[static_cast<size_t>(i * T)], &targets_[static_cast<size_t>(i * T)]);
-    sum += model_.forward_backward(inputs_.data(), targets_.data(), 0.0, false);
-    count += B * T;
+    for (int64_t i = 0; i < B; ++i) {
+      const auto off = static_cast<size_t>(i * T);
+      val_->window_segments(b * B + i, &inputs_[off], &targets_[off], &doc_start_[off]);
+    }
+    sum += model_.forward_backward(inputs_.data(), targets_.data(), 0.0, false, doc_start_.data());
+    count += counted_targets(targets_.data(), B * T);
   }
   return sum / static_cast<double>(count);
 }
@@ -173,17 +186,19 @@ TrainResult Trainer::run() {
       break;
     }
     model_.zero_grads();
-    // Loss is the mean over every counted target of the step, across its micro-batches.
+    // Loss is the mean over every counted target of the step, across its micro-batches: all of them are drawn
+    // first, because SFT rows carry a varying number of answer tokens.
+    const int64_t rows = B * accum;
+    for (int64_t i = 0; i < rows; ++i) {
+      const auto off = static_cast<size_t>(i * T);
+      train_.sample_segments(st_.consumed_samples + i, &inputs_[off], &targets_[off], &doc_start_[off]);
+    }
+    const int64_t step_tokens = counted_targets(targets_.data(), rows * T);
+    const double scale = 1.0 / static_cast<double>(std::max<int64_t>(1, step_tokens));
     double step_loss = 0;
-    int64_t step_tokens = 0;
     for (int64_t a = 0; a < accum; ++a) {
-      for (int64_t i = 0; i < B; ++i)
-        train_.sample(st_.consumed_samples + a * B + i, &inputs_[static_cast<size_t>(i * T)],
-                      &targets_[static_cast<size_t>(i * T)]);
-      // Every target of a pretraining window counts, so each micro-batch has B*T of them.
-      const double scale = 1.0 / static_cast<double>(B * T * accum);
-      step_loss += model_.forward_backward(inputs_.data(), targets_.data(), scale, true);
-      step_tokens += B * T;
+      const auto off = static_cast<size_t>(a * B * T);
+      step_loss += model_.forward_backward(&inputs_[off], &targets_[off], scale, true, &doc_start_[off]);
     }
     const double gnorm = opt_.clip_grad_norm();
     const double lr = lr_at(ocfg_, st_.step, cfg_.steps);
@@ -191,11 +206,12 @@ TrainResult Trainer::run() {
     st_.step += 1;
     st_.consumed_samples += B * accum;
     st_.consumed_tokens += step_tokens;
-    const double loss = step_loss / static_cast<double>(step_tokens);
+    const double loss = step_loss / static_cast<double>(std::max<int64_t>(1, step_tokens));
     res.losses.push_back(loss);
     loss_since += loss;
-    tokens_since += step_tokens;
-    tokens_run += step_tokens;
+    // Throughput counts positions processed (what the hardware did); SFT trains on a share of them only.
+    tokens_since += rows * T;
+    tokens_run += rows * T;
     steps_since += 1;
     metrics << nlohmann::json{{"step", st_.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}}.dump() << "\n";
 

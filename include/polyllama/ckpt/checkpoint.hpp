@@ -26,6 +26,7 @@ struct CheckpointMeta {
   std::string config_json;      // Hugging Face config.json of the model
   std::string trainer_json;     // step, consumed samples/tokens, schedule, seeds (empty for a fresh init)
   std::string tokenizer_bytes;  // the SentencePiece .model file
+  std::string chat_template_json;  // the prompt template `sft` trained with (optional; `generate --chat` uses it)
   int format_version = kCheckpointFormatVersion;
 };
 

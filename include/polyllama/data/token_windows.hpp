@@ -19,6 +19,7 @@ class TokenWindows final : public SampleStream {
   TokenWindows(std::vector<int32_t> tokens, int64_t seq, uint64_t seed, std::string what);
   int64_t windows() const override { return windows_; }
   int64_t tokens() const { return static_cast<int64_t>(tokens_.size()); }
+  int64_t seq_len() const override { return seq_; }
   // inputs[t] = stream[s + t], targets[t] = stream[s + t + 1], t < seq.
   void sample(int64_t index, int32_t* inputs, int32_t* targets) const override;
   // Window w of epoch e, in order (for evaluation, which reads each window once).

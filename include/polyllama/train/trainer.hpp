@@ -1,5 +1,5 @@
 #pragma once
-// The one training loop that pretrain (and later sft) share: micro-batch accumulation, the schedule,
+// The one training loop that pretrain and sft share: micro-batch accumulation, the schedule,
 // logging and metrics.jsonl, evaluation, periodic checkpoints, exact resume and clean stops on signals.
 #include <cstdint>
 #include <string>
@@ -68,7 +68,7 @@ class Trainer {
   const SampleStream* val_;
   CheckpointMeta meta_;
   TrainerState st_;
-  std::vector<int32_t> inputs_, targets_;
+  std::vector<int32_t> inputs_, targets_, doc_start_;  // (accum * B, T): one optimizer step of rows
 };
 
 // SIGINT/SIGTERM/SIGUSR1 set a flag the loop checks between steps (Slurm sends SIGTERM, or SIGUSR1 with

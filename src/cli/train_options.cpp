@@ -1,0 +1,109 @@
+#include "train_options.hpp"
+
+#include <mpi.h>
+
+#include <nlohmann/json.hpp>
+
+#include "polyllama/core/log.hpp"
+#include "verbs.hpp"
+
+namespace polyllama::cli {
+
+void add_train_options(CLI::App* cmd, TrainOptions& o) {
+  TrainConfig& t = o.train;
+  OptimConfig& op = o.optim;
+  cmd->add_option("--run-dir", t.run_dir, "run directory: ckpt/, metrics.jsonl")->required();
+  cmd->add_option("--init-from", o.init_from, "checkpoint step directory to start from when RUN has none");
+  cmd->add_flag("--no-resume", o.no_resume, "refuse to continue an existing run directory");
+  cmd->add_option("--val-every", o.val_every, "every Nth document or example is held out for validation (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--steps", t.steps, "optimizer steps in the whole run")->capture_default_str();
+  cmd->add_option("--seq-len", t.seq_len, "tokens per sequence")->capture_default_str();
+  cmd->add_option("--micro-batch", t.micro_batch, "sequences per forward/backward")->capture_default_str();
+  cmd->add_option("--global-batch", t.global_batch, "sequences per optimizer step (multiple of micro-batch)");
+  cmd->add_option("--log-interval", t.log_interval, "steps between progress lines")->capture_default_str();
+  cmd->add_option("--eval-interval", t.eval_interval, "steps between validation losses (0: at the end)");
+  cmd->add_option("--eval-batches", t.eval_batches, "micro-batches per validation (0: all)")->capture_default_str();
+  cmd->add_option("--save-interval", t.save_interval, "steps between checkpoints (0: at the end)");
+  cmd->add_option("--keep-last", t.keep_last, "checkpoints to keep (0: all)");
+  cmd->add_option("--seed", t.seed, "data-order seed")->capture_default_str();
+  cmd->add_option("--lr", op.lr, "peak learning rate")->capture_default_str()->group("Optimizer");
+  cmd->add_option("--min-lr", op.min_lr, "learning rate at the end of cosine decay")
+      ->capture_default_str()
+      ->group("Optimizer");
+  cmd->add_option("--warmup-steps", op.warmup_steps, "linear warmup steps")->capture_default_str()->group("Optimizer");
+  cmd->add_option("--weight-decay", op.weight_decay, "AdamW decoupled weight decay (not on norms)")
+      ->capture_default_str()
+      ->group("Optimizer");
+  cmd->add_option("--beta1", op.beta1, "AdamW beta1")->capture_default_str()->group("Optimizer");
+  cmd->add_option("--beta2", op.beta2, "AdamW beta2")->capture_default_str()->group("Optimizer");
+  cmd->add_option("--adam-eps", op.eps, "AdamW epsilon")->capture_default_str()->group("Optimizer");
+  cmd->add_option("--grad-clip", op.grad_clip, "max global gradient norm (0: off)")
+      ->capture_default_str()
+      ->group("Optimizer");
+  cmd->add_option("--threads", o.threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
+  cmd->add_flag("--json", o.json, "print a one-line JSON summary at the end");
+}
+
+StartPoint find_start(const TrainOptions& o, const char* verb) {
+  int world_size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  if (world_size > 1)
+    fail_input(std::string(verb) + " runs on one rank in this version (data and tensor parallelism come with --tp); "
+               "launched with " + std::to_string(world_size) + " ranks");
+  o.train.validate();
+  o.optim.validate();
+  StartPoint s;
+  const std::string ckpt_root = o.train.run_dir + "/ckpt";
+  s.dir = latest_checkpoint(ckpt_root);
+  if (!s.dir.empty() && o.no_resume && !read_meta(s.dir + "/model.h5").trainer_json.empty())
+    fail_input(o.train.run_dir + " already holds a training checkpoint (" + s.dir +
+               "); remove --no-resume to continue it or choose a new --run-dir");
+  s.resuming = !s.dir.empty();
+  if (s.dir.empty()) s.dir = o.init_from;
+  if (s.dir.empty())
+    fail_input(o.train.run_dir + " has no checkpoint: run `polyllama init --run-dir " + o.train.run_dir +
+               "` first, or pass --init-from STEP_DIR");
+  s.meta = read_meta(s.dir + "/model.h5");
+  s.cfg = ModelConfig::from_hf_json(nlohmann::json::parse(s.meta.config_json), s.dir + "/model.h5");
+  s.tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_bytes(s.meta.tokenizer_bytes, s.dir + "/model.h5"));
+  if (o.train.seq_len > s.cfg.max_position_embeddings)
+    fail_input("--seq-len " + std::to_string(o.train.seq_len) + " exceeds the model's max_position_embeddings " +
+               std::to_string(s.cfg.max_position_embeddings));
+  return s;
+}
+
+LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
+  LoadedModel m;
+  m.backend = std::make_unique<CpuBackend>(o.threads);
+  m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32);
+  read_tensor_file(start.dir + "/model.h5", model_tensors(*m.model));
+  m.model->allocate_activations(o.train.micro_batch, o.train.seq_len);
+  return m;
+}
+
+int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& model, const SampleStream& train,
+                 const SampleStream* val) {
+  const ModelConfig& cfg = start.cfg;
+  log_info(fmt("model: %.2fM params, %lld layers, hidden %lld, heads %lld/%lld kv, vocab %lld | %zu MiB weights, "
+               "%zu MiB activations | %d threads",
+               static_cast<double>(cfg.total_params()) / 1e6, static_cast<long long>(cfg.num_hidden_layers),
+               static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_attention_heads),
+               static_cast<long long>(cfg.num_key_value_heads), static_cast<long long>(cfg.vocab_size),
+               model.parameter_bytes() >> 20, model.activation_bytes() >> 20,
+               dynamic_cast<CpuBackend&>(model.backend()).threads()));
+  Trainer trainer(o.train, o.optim, model, train, val, start.meta);
+  if (start.resuming) trainer.resume_from(start.dir);  // --init-from takes weights only: a new run starts at step 0
+  install_stop_signal_handlers();
+  const TrainResult r = trainer.run();
+  print_json_summary(o.json, nlohmann::json{{"step", trainer.state().step},
+                                            {"consumed_tokens", trainer.state().consumed_tokens},
+                                            {"loss", r.losses.empty() ? -1.0 : r.losses.back()},
+                                            {"val_loss", r.last_val_loss},
+                                            {"tokens_per_s", r.tokens_per_s},
+                                            {"stopped_by_signal", r.stopped_by_signal}}
+                                 .dump());
+  return r.stopped_by_signal ? static_cast<int>(kExitSignal) : 0;
+}
+
+}  // namespace polyllama::cli

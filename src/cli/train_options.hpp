@@ -1,0 +1,52 @@
+#pragma once
+// What `pretrain` and `sft` share: the training options, where a run starts (resume or --init-from), and the
+// run itself over a sample stream. Each verb adds only how it reads its data.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include "polyllama/backend/cpu/cpu_backend.hpp"
+#include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/model/config.hpp"
+#include "polyllama/model/llama.hpp"
+#include "polyllama/optim/adamw.hpp"
+#include "polyllama/tokenizer/tokenizer.hpp"
+#include "polyllama/train/trainer.hpp"
+
+namespace polyllama::cli {
+
+struct TrainOptions {
+  TrainConfig train;
+  OptimConfig optim;
+  std::string init_from;
+  bool no_resume = false, json = false;
+  int64_t val_every = 20;
+  int threads = 0;
+};
+
+// --run-dir, --init-from, --no-resume, the schedule, batch and optimizer flags, --threads, --json.
+void add_train_options(CLI::App* cmd, TrainOptions& o);
+
+// The checkpoint a run starts from: RUN/ckpt/latest when present (resuming), else --init-from.
+struct StartPoint {
+  std::string dir;
+  bool resuming = false;
+  CheckpointMeta meta;
+  ModelConfig cfg;
+  std::unique_ptr<Tokenizer> tokenizer;  // the checkpoint's own
+};
+StartPoint find_start(const TrainOptions& o, const char* verb);
+
+// The model of the start point on the CPU backend, activations sized for the options' micro-batch.
+struct LoadedModel {
+  std::unique_ptr<CpuBackend> backend;
+  std::unique_ptr<LlamaModel> model;
+};
+LoadedModel load_model(const TrainOptions& o, const StartPoint& start);
+
+// Trains and prints the summary; returns the exit code (kExitSignal when stopped by a signal).
+int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& model, const SampleStream& train,
+                 const SampleStream* val);
+
+}  // namespace polyllama::cli
