@@ -24,11 +24,17 @@ int Arena::reserve(std::initializer_list<int64_t> dims) {
 
 void Arena::allocate(bool zero) {
   PL_CHECK(!base_, "arena " + name_ + " already allocated");
-  size_t nbytes = bytes() == 0 ? 64 : (bytes() + 63) / 64 * 64;
+  const size_t nbytes = bytes() == 0 ? 64 : (bytes() + 63) / 64 * 64;
+  if (be_ && !be_->host_memory()) {
+    Backend* be = be_;
+    base_ = {static_cast<char*>(be->device_alloc(nbytes)), [be](char* p) { be->device_free(p); }};
+    if (zero) be->zero(Tensor(base_.get(), dtype_, {static_cast<int64_t>(nbytes / dtype_size(dtype_))}));
+    return;
+  }
   void* p = std::aligned_alloc(64, nbytes);
   if (!p) fail_runtime("out of memory allocating " + std::to_string(nbytes >> 20) + " MiB for " + name_, __FILE__, __LINE__);
   if (zero) std::memset(p, 0, nbytes);
-  base_ = std::unique_ptr<char, void (*)(void*)>(static_cast<char*>(p), std::free);
+  base_ = {static_cast<char*>(p), [](char* q) { std::free(q); }};
 }
 
 Tensor Arena::get(int handle) const {

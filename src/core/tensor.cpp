@@ -2,7 +2,7 @@
 
 namespace polyllama {
 
-const char* dtype_name(DType t) { return t == DType::f64 ? "f64" : "f32"; }
+const char* dtype_name(DType t) { return t == DType::f64 ? "f64" : t == DType::bf16 ? "bf16" : "f32"; }
 
 Tensor::Tensor(void* d, DType t, std::initializer_list<int64_t> dims) : data(d), dtype(t) {
   PL_CHECK(dims.size() >= 1 && dims.size() <= 4, "tensor rank must be 1..4");

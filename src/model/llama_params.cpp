@@ -6,8 +6,8 @@
 namespace polyllama {
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype)
-    : cfg_(cfg), be_(backend), dtype_(dtype), weights_("weights", dtype), grads_("grads", dtype),
-      acts_("activations", dtype) {
+    : cfg_(cfg), be_(backend), dtype_(dtype), weights_("weights", dtype, &backend), grads_("grads", dtype, &backend),
+      acts_("activations", dtype, &backend) {
   cfg_.validate();
   register_params();
   weights_.allocate();

@@ -1,20 +1,23 @@
 #pragma once
 // One aligned allocation carved into tensors. Plan all sizes first (reserve), then allocate once: nothing in
-// the training step allocates.
+// the training step allocates. With a backend the allocation is that backend's memory (a GPU's), else host memory.
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "polyllama/core/backend.hpp"
 #include "polyllama/core/tensor.hpp"
 
 namespace polyllama {
 
 class Arena {
  public:
-  explicit Arena(std::string name, DType dtype) : name_(std::move(name)), dtype_(dtype) {}
+  Arena(std::string name, DType dtype, Backend* backend = nullptr)
+      : name_(std::move(name)), dtype_(dtype), be_(backend) {}
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
@@ -36,9 +39,10 @@ class Arena {
   };
   std::string name_;
   DType dtype_;
+  Backend* be_;
   std::vector<Slot> slots_;
   int64_t total_elems_ = 0;
-  std::unique_ptr<char, void (*)(void*)> base_{nullptr, nullptr};
+  std::unique_ptr<char, std::function<void(char*)>> base_;
 };
 
 }  // namespace polyllama

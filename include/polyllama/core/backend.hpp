@@ -2,6 +2,7 @@
 // The op table every backend implements (CPU now, CUDA in its own area). The model is written against this
 // interface alone. Conventions: row-major; "(N, C)" means N rows of C; outputs documented as `=` are
 // overwritten, `+=` accumulate (weight and residual-stream gradients accumulate).
+#include <cstddef>
 #include <cstdint>
 
 #include "polyllama/core/tensor.hpp"
@@ -33,6 +34,14 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   virtual bool supports(Op op, DType dtype) const = 0;
+
+  // Memory the ops read and write. Tensors handed to the ops live there; token ids, positions and spans stay in
+  // host memory (the backend stages them). On the CPU it is host memory and the copies are memcpy.
+  virtual bool host_memory() const { return true; }
+  virtual void* device_alloc(size_t bytes);  // aligned to 256 bytes; fails with the size when out of memory
+  virtual void device_free(void* p);
+  virtual void upload(Tensor dst, const void* host_src);  // dst.bytes() from host memory
+  virtual void download(void* host_dst, Tensor src);      // src.bytes() into host memory
 
   // c = alpha * op(a) @ op(b) + beta * c; a is (M, K) or, with trans_a, stored (K, M); likewise b.
   virtual void matmul(Tensor c, Tensor a, Tensor b, bool trans_a, bool trans_b, double alpha, double beta) = 0;

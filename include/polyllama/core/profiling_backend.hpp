@@ -13,6 +13,11 @@ class ProfilingBackend final : public Backend {
   explicit ProfilingBackend(Backend& inner) : in_(inner) {}
   const char* name() const override { return in_.name(); }
   bool supports(Op op, DType dtype) const override { return in_.supports(op, dtype); }
+  bool host_memory() const override { return in_.host_memory(); }
+  void* device_alloc(size_t bytes) override { return in_.device_alloc(bytes); }
+  void device_free(void* p) override { in_.device_free(p); }
+  void upload(Tensor dst, const void* src) override { in_.upload(dst, src); }
+  void download(void* dst, Tensor src) override { in_.download(dst, src); }
 
   void matmul(Tensor c, Tensor a, Tensor b, bool ta, bool tb, double alpha, double beta) override;
   void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) override;

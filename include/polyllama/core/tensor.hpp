@@ -11,9 +11,10 @@
 
 namespace polyllama {
 
-enum class DType : int { f32 = 0, f64 = 1 };
+// bf16 is a storage and compute type of accelerator backends (the CPU backend computes in f32 and f64).
+enum class DType : int { f32 = 0, f64 = 1, bf16 = 2 };
 
-inline size_t dtype_size(DType t) { return t == DType::f64 ? 8 : 4; }
+inline size_t dtype_size(DType t) { return t == DType::f64 ? 8 : t == DType::bf16 ? 2 : 4; }
 const char* dtype_name(DType t);
 
 template <typename T> constexpr DType dtype_of();
