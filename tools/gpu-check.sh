@@ -12,6 +12,7 @@
 # OUT (where logs and the summary go; default BUILD_DIR/gpu-check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 no_gpu=0 quick=0
 for a in "$@"; do
   case $a in
@@ -105,12 +106,17 @@ row "GPU" "$(head -1 "$out/gpu.txt")"
 ctest --timeout 600 -R '[Cc]uda' --output-on-failure > "$out/ctest_cuda.log" 2>&1 && r=pass || r=FAIL
 row "CUDA tests" "$r: $(grep -E 'tests passed|No tests' "$out/ctest_cuda.log" | tail -1)"
 grep -E "SKIPPED|FAILED|Failure" "$out/ctest_cuda.log" | head -20 || true
+# The 1B-class config of the issue: hidden 2048, 16 layers, 16 heads, seq 2048; PyTorch (bf16 autocast, flash
+# SDPA, fused AdamW) on the same config and GPU, right after, when the node's python3 has it.
 layers=16; ((quick)) && layers=4
-if ./polyllama bench --help 2>/dev/null | grep -q -- "--device"; then
-  ./polyllama bench --device cuda --preset bench-1b --num-hidden-layers $layers --json > "$out/bench.txt" 2>&1 \
+mb=${BENCH_MICRO_BATCH:-4}
+./polyllama bench --device cuda --preset bench-1b --num-hidden-layers $layers --seq-len 2048 --micro-batch "$mb" \
+  --json > "$out/bench.txt" 2>&1 && r=ok || r=FAIL
+row "polyllama bench (1B, $layers layers, b$mb)" "$r: $(tail -1 "$out/bench.txt" | cut -c1-300)"
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  python3 "$root/tools/bench/torch_gpu_step.py" --layers $layers --batch "$mb" > "$out/torch_bench.txt" 2>&1 \
     && r=ok || r=FAIL
-  row "bench --device cuda (1B, $layers layers)" "$r"
-  grep -E "tok/s|MFU|TFLOP|GEMM" "$out/bench.txt" | tail -6 >> "$summary" || true
+  row "pytorch peer (same config)" "$r: $(tail -1 "$out/torch_bench.txt" | cut -c1-300)"
 fi
 for b in ./cuda_attention_bench ./tests/cuda_attention_bench; do
   if [[ -x $b ]]; then "$b" > "$out/attention_bench.txt" 2>&1 && r=ok || r=FAIL
