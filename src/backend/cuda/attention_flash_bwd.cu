@@ -1,6 +1,6 @@
 // Flash-attention-2 backward, bf16 on tensor cores.
 //  1. delta[b, h, t] = dot(dout, out) per query row (attention_delta); the fp32 dq accumulator is zeroed.
-//  2. One block of 4 warps per (64-key tile, kv head, batch row). Each warp owns 16 keys and keeps their dk and
+//  2. One block of 4 warps per (64-key tile, kv head, batch row), first key tiles first. Each warp owns 16 keys and keeps their dk and
 //     dv in fp32 registers while the block streams 32-query tiles of q and dout (double-buffered cp.async)
 //     for every query head of the group (GQA: the group's dk, dv are summed here, no atomics). Per tile, in
 //     the transposed orientation so the key rows stay with their warp:
@@ -56,7 +56,11 @@ __global__ void __launch_bounds__(kThreads, 2) flash_bwd_kernel(Geo g, const bf1
   int* s_lo = reinterpret_cast<int*>(smem + L::kLo);            // [2][kBr], INT_MAX past Tq
 
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32, gr = lane / 4, gc = lane % 4;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBc, kvh = blockIdx.y, b = blockIdx.z, rep = g.H / g.KV;
+  // A 1-D grid, the first key tiles (seen by the most queries) of every kv head and row first: longest-first.
+  const unsigned kvb = static_cast<unsigned>(g.KV * g.B), kb = blockIdx.x % kvb;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x / kvb) * kBc, kvh = kb % static_cast<unsigned>(g.KV),
+                b = kb / static_cast<unsigned>(g.KV);
+  const int64_t rep = g.H / g.KV;
   const int64_t ldq = g.H * D, ldk = g.KV * D;
 
   if (n0 >= g.kv_len) {  // keys no query sees: zero gradients by contract
@@ -252,9 +256,9 @@ void launch_bwd(cudaStream_t stream, const Geo& g, const bf16* q, const bf16* k,
   constexpr size_t smem = BwdSmem<D>::kBytes;
   PL_ATTN_CUDA_CHECK(
       cudaFuncSetAttribute(flash_bwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  const int64_t tiles = (g.Tk + kBc - 1) / kBc;
-  PL_CHECK(tiles < (int64_t{1} << 31) && g.KV < 65536 && g.B < 65536, "flash attention grid too large");
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(g.KV), static_cast<unsigned>(g.B));
+  const int64_t blocks = (g.Tk + kBc - 1) / kBc * g.KV * g.B;
+  PL_CHECK(blocks < (int64_t{1} << 31), "flash attention grid too large");
+  const dim3 grid(static_cast<unsigned>(blocks));
   flash_bwd_kernel<D><<<grid, kThreads, smem, stream>>>(g, q, k, v, lse, delta, dout, dk, dv, dq_acc);
   PL_ATTN_LAUNCH_CHECK(flash_bwd_kernel);
 }

@@ -35,8 +35,9 @@ __global__ void __launch_bounds__(kThreads, 2) flash_fwd_kernel(Geo g, const bf1
   constexpr int kDt = D / 8;    // 8-column output tiles
   constexpr int kKd = D / 16;   // 16-deep k-steps over D
   constexpr int kNt = kBc / 8;  // 8-key score tiles
-  // Fully unrolled, the two-tile variant preloads so many fragments that D = 128 spills more (it still spills
-  // ~100 bytes: 128 accumulators + 64 scores per thread; which variant is faster is for the benchmark to say).
+  // Fully unrolled, the two-tile variant preloads so many fragments that D = 128 spills; at one k-step at a time
+  // it fits 255 registers on sm_90 (128 accumulators + 64 scores per thread; a few bytes spill on sm_80).
+  // Which variant is faster is for the benchmark to say.
   constexpr int kUnrollS = kMt == 1 ? kKd : 1;
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t sQ = smem_addr(smem);
@@ -47,8 +48,11 @@ __global__ void __launch_bounds__(kThreads, 2) flash_fwd_kernel(Geo g, const bf1
   __shared__ int s_row_lo[kBr];  // first key of each row of the tile; INT_MAX past Tq (sees nothing)
 
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32, gr = lane / 4, gc = lane % 4;
-  const int64_t q0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kBr;  // heaviest tiles first
-  const int64_t h = blockIdx.y, b = blockIdx.z, kvh = h / (g.H / g.KV);
+  // A 1-D grid, the longest query tiles (last in causal order) of every head and row first: the scheduler
+  // then hands out work longest-first, and the short tiles fill the tail.
+  const int64_t hb = blockIdx.x % (g.H * g.B), n_qt = gridDim.x / (g.H * g.B);
+  const int64_t q0 = (n_qt - 1 - blockIdx.x / (g.H * g.B)) * kBr;
+  const int64_t h = hb % g.H, b = hb / g.H, kvh = h / (g.H / g.KV);
   const int64_t rows = g.Tq - q0 < kBr ? g.Tq - q0 : kBr;
   const int wrow = warp * 16 * kMt;  // the warp's first row in the tile
 
@@ -226,9 +230,9 @@ void launch_fwd(cudaStream_t stream, const Geo& g, const bf16* q, const bf16* k,
   constexpr int kBr = block_rows<kMt>();
   PL_ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<D, kMt>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(smem)));
-  const int64_t tiles = (g.Tq + kBr - 1) / kBr;
-  PL_CHECK(tiles < (int64_t{1} << 31) && g.H < 65536 && g.B < 65536, "flash attention grid too large");
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(g.H), static_cast<unsigned>(g.B));
+  const int64_t blocks = (g.Tq + kBr - 1) / kBr * g.H * g.B;
+  PL_CHECK(blocks < (int64_t{1} << 31), "flash attention grid too large");
+  const dim3 grid(static_cast<unsigned>(blocks));
   flash_fwd_kernel<D, kMt><<<grid, kThreads, smem, stream>>>(g, q, k, v, out, lse);
   PL_ATTN_LAUNCH_CHECK(flash_fwd_kernel);
 }
