@@ -341,6 +341,58 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention, ::testing::Range<size_t>(0, case
                            return n;
                          });
 
+// At training scale the CPU reference is too slow, so the bf16 (flash) path is compared with the f32 path (plain
+// kernels, checked against the CPU above) on the same bf16-rounded inputs: many blocks, many key tiles per
+// block, GQA 16/4, packed rows. Tolerance as for bf16 above.
+void run_against_f32(const Case& c) {
+  SCOPED_TRACE(str(c));
+  const int64_t nq = c.B * c.Tq * c.H * c.D, nk = c.B * c.Tk * c.KV * c.D, nl = c.B * c.H * c.Tq;
+  const Vec q = random_input(c, nq, 11), k = random_input(c, nk, 12), v = random_input(c, nk, 13),
+            dout = random_input(c, nq, 14);
+  const std::vector<int32_t> ks = make_kv_start(c);
+  DeviceBuf kvs(ks.size() * 4);
+  if (!ks.empty()) CUDA_OK(cudaMemcpy(kvs.p, ks.data(), ks.size() * 4, cudaMemcpyHostToDevice));
+  struct Result {
+    Vec out, lse, dq, dk, dv;
+  };
+  auto run = [&](DType t) {
+    const size_t es = esize(t);
+    DeviceBuf q_d(static_cast<size_t>(nq) * es), k_d(static_cast<size_t>(nk) * es), v_d(static_cast<size_t>(nk) * es),
+        dout_d(static_cast<size_t>(nq) * es), out_d(static_cast<size_t>(nq) * es), lse_d(static_cast<size_t>(nl) * 4),
+        gq(static_cast<size_t>(nq) * es), gk(static_cast<size_t>(nk) * es), gv(static_cast<size_t>(nk) * es);
+    upload(q_d, q, t);
+    upload(k_d, k, t);
+    upload(v_d, v, t);
+    upload(dout_d, dout, t);
+    cuda::AttnArgs a;
+    a.q = q_d.p, a.k = k_d.p, a.v = v_d.p, a.out = out_d.p, a.lse = static_cast<float*>(lse_d.p);
+    a.B = c.B, a.Tq = c.Tq, a.Tk = c.Tk, a.H = c.H, a.KV = c.KV, a.D = c.D, a.kv_len = c.kv_len;
+    a.kv_start = ks.empty() ? nullptr : static_cast<const int32_t*>(kvs.p);
+    a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.D)));
+    a.dtype = t;
+    DeviceBuf ws(cuda::attention_backward_workspace_bytes(a));
+    for (DeviceBuf* b : {&out_d, &lse_d, &gq, &gk, &gv, &ws}) b->poison();
+    cuda::attention_forward(nullptr, a);
+    cuda::attention_backward(nullptr, a, dout_d.p, gq.p, gk.p, gv.p, ws.p);
+    CUDA_OK(cudaDeviceSynchronize());
+    return Result{download(out_d, static_cast<size_t>(nq), t), download(lse_d, static_cast<size_t>(nl), DType::f32),
+                  download(gq, static_cast<size_t>(nq), t), download(gk, static_cast<size_t>(nk), t),
+                  download(gv, static_cast<size_t>(nk), t)};
+  };
+  const Result ref = run(DType::f32), got = run(DType::bf16);
+  expect_close(c, "out (bf16 vs f32 path)", got.out, ref.out, 1e-2);
+  expect_close(c, "lse (bf16 vs f32 path)", got.lse, ref.lse, 1e-2);
+  expect_close(c, "dq (bf16 vs f32 path)", got.dq, ref.dq, 1e-2);
+  expect_close(c, "dk (bf16 vs f32 path)", got.dk, ref.dk, 1e-2);
+  expect_close(c, "dv (bf16 vs f32 path)", got.dv, ref.dv, 1e-2);
+}
+
+TEST(CudaAttentionAtScale, FlashMatchesF32Path) {
+  SKIP_WITHOUT_GPU();
+  run_against_f32({"training scale", DType::bf16, 2, 1024, 1024, 1024, 16, 4, 128, 0});
+  run_against_f32({"training scale, packed", DType::bf16, 2, 1000, 1000, 1000, 16, 16, 64, 3});
+}
+
 // The launchers reject what the contract rules out, before anything runs.
 TEST(CudaAttentionArgs, RejectsBadShapes) {
   cuda::AttnArgs a;
