@@ -25,8 +25,8 @@ double lr_at(const OptimConfig& c, int64_t step, int64_t total_steps) {
 
 AdamW::AdamW(const OptimConfig& cfg, Backend& backend, std::vector<ParamSlot> slots)
     : cfg_(cfg), be_(backend), slots_(std::move(slots)),
-      m_("adam.exp_avg", slots_.empty() ? DType::f32 : slots_[0].param.dtype),
-      v_("adam.exp_avg_sq", slots_.empty() ? DType::f32 : slots_[0].param.dtype) {
+      m_("adam.exp_avg", slots_.empty() ? DType::f32 : slots_[0].param.dtype, &backend),
+      v_("adam.exp_avg_sq", slots_.empty() ? DType::f32 : slots_[0].param.dtype, &backend) {
   cfg_.validate();
   PL_CHECK(!slots_.empty(), "optimizer without parameters");
   for (const ParamSlot& s : slots_) {

@@ -1,0 +1,21 @@
+#pragma once
+// Elementwise launchers: dtype conversion (f32 <-> bf16), scaling, AdamW, and the deterministic reductions
+// (sum of squares, loss totals). Reductions use a fixed grid and a fixed summation tree: the same bits on
+// every run and every GPU, which exact resume relies on.
+#include <cstdint>
+
+#include "context.hpp"
+
+namespace polyllama::cuda {
+
+// dst = src converted (round to nearest even into bf16); same-dtype copies are cudaMemcpyAsync.
+void convert(CudaBackend::Context& ctx, void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n);
+void scale(CudaBackend::Context& ctx, DType dtype, void* x, double alpha, int64_t n);
+// Sum of x^2 (f32 or bf16 x), accumulated in double, into *ctx.dev_result.
+void sum_squares(CudaBackend::Context& ctx, DType dtype, const void* x, int64_t n);
+// Sum of n floats, accumulated in double, into *ctx.dev_result.
+void sum_floats(CudaBackend::Context& ctx, const float* x, int64_t n);
+// PyTorch's AdamW arithmetic (the CPU's, adamw.cpp) on f32 parameters, gradients and moments.
+void adamw(CudaBackend::Context& ctx, float* p, const float* g, float* m, float* v, int64_t n, const AdamWParams& hp);
+
+}  // namespace polyllama::cuda
