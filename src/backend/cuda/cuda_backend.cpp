@@ -287,6 +287,7 @@ void CudaBackend::embedding_backward(Tensor dtable, Tensor dout, const int32_t* 
     PL_CHECK(ids[n] >= 0 && ids[n] < dtable.rows(), "embedding id " + std::to_string(ids[n]) + " outside the table");
   std::vector<int32_t> plan;
   const int64_t U = cuda::embedding_plan(ids, N, plan);
+  plan.resize(static_cast<size_t>(3 * N + 1));  // the largest plan (all tokens distinct): staged once, never regrown
   const int32_t* dplan = ctx_->stage_ints(Context::kEmbedPlan, plan.data(), static_cast<int64_t>(plan.size()));
   cuda::embedding_backward(*ctx_, d, static_cast<float*>(dtable.data), dout.data, dplan, U, N, dout.cols());
 }
