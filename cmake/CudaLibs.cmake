@@ -19,7 +19,7 @@ function(polyllama_find_cuda_lib target_name var header)
   list(APPEND hints "${CUDAToolkit_LIBRARY_ROOT}" "${cuda_root}" "${CUDAToolkit_LIBRARY_DIR}/.."
        "${cuda_root}/targets/${CMAKE_SYSTEM_PROCESSOR}-linux")
   find_path(${var}_INCLUDE_DIR ${header} HINTS ${hints} ${CUDAToolkit_INCLUDE_DIRS} PATH_SUFFIXES include)
-  find_library(${var}_LIBRARY NAMES ${ARG_NAMES}
+  find_library(${var}_LIBRARY NAMES ${ARG_NAMES} NAMES_PER_DIR
     HINTS ${hints} ${CUDAToolkit_LIBRARY_DIR} PATH_SUFFIXES lib lib64 lib/x64)
   if(${var}_INCLUDE_DIR AND ${var}_LIBRARY)
     add_library(${target_name} SHARED IMPORTED GLOBAL)

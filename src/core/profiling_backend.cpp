@@ -90,6 +90,10 @@ double ProfilingBackend::sum_squares(Tensor x) {
   Timer t{*this, kElem};
   return in_.sum_squares(x);
 }
+double ProfilingBackend::sum_squares_all(const std::vector<Tensor>& xs) {
+  Timer t{*this, kElem};
+  return in_.sum_squares_all(xs);
+}
 
 void ProfilingBackend::reset() {
   sec_.fill(0);

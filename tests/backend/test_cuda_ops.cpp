@@ -345,6 +345,20 @@ TEST_F(Ops, ElementwiseAndReductions) {
   }
 }
 
+TEST_F(Ops, SumSquaresAll) {
+  // Mixed dtypes and sizes, one device round trip: equals the per-tensor sums added in order.
+  Vec a = rand(7, 1.0, DType::f32), b = rand(100003, 2.0, DType::bf16), c = rand(1, 3.0, DType::f32);
+  std::vector<Tensor> xs = {dev_from(DType::f32, {7}, a), dev_from(DType::bf16, {100003}, b),
+                            dev_from(DType::f32, {1}, c)};
+  double ref = 0;
+  for (const Vec* v : {&a, &b, &c})
+    for (double x : *v) ref += x * x;
+  const double got = gpu->sum_squares_all(xs);
+  EXPECT_NEAR(got, ref, 1e-12 * ref) << "sum_squares_all of 3 tensors (f32 7, bf16 100003, f32 1)";
+  EXPECT_EQ(got, gpu->sum_squares_all(xs)) << "sum_squares_all is deterministic";
+  EXPECT_EQ(gpu->sum_squares_all({}), 0.0);
+}
+
 TEST_F(Ops, Attention) {
   struct Case { int64_t B, T, H, KV, D; bool packed; };
   for (const Case c : {Case{1, 1, 1, 1, 8, false}, Case{2, 17, 4, 2, 16, false}, Case{2, 33, 4, 1, 64, true}})

@@ -4,6 +4,7 @@
 // overwritten, `+=` accumulate (weight and residual-stream gradients accumulate).
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "polyllama/core/tensor.hpp"
 
@@ -106,6 +107,9 @@ class Backend {
   virtual void zero(Tensor x) = 0;
   virtual void scale(Tensor x, double alpha) = 0;
   virtual double sum_squares(Tensor x) = 0;  // accumulated in double
+  // The sum over xs, in order, of sum_squares(x): a device backend forms it with one round trip to the host
+  // instead of one per tensor (the gradient norm of every parameter at each step).
+  virtual double sum_squares_all(const std::vector<Tensor>& xs);
 };
 
 }  // namespace polyllama

@@ -47,6 +47,7 @@ class ProfilingBackend final : public Backend {
   void zero(Tensor x) override;
   void scale(Tensor x, double alpha) override;
   double sum_squares(Tensor x) override;
+  double sum_squares_all(const std::vector<Tensor>& xs) override;
 
   // Rows "op  seconds  share  calls", sorted by time; `steps` divides the totals.
   std::string report(int64_t steps) const;

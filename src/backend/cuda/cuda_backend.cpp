@@ -335,6 +335,20 @@ double CudaBackend::sum_squares(Tensor x) {
   return ctx_->fetch_result();
 }
 
+double CudaBackend::sum_squares_all(const std::vector<Tensor>& xs) {
+  const auto per = static_cast<int64_t>(cuda::reduce_parts_per_tensor());
+  const auto n = static_cast<int64_t>(xs.size());
+  auto* part = reinterpret_cast<double*>(ctx_->reduce);
+  PL_CHECK(static_cast<size_t>(n * (per + 1)) * sizeof(double) <= ctx_->reduce_bytes,
+           "sum_squares_all: " + std::to_string(n) + " tensors exceed the reduction scratch");
+  for (int64_t i = 0; i < n; ++i)
+    cuda::sum_squares_part(*ctx_, act_dtype(xs[static_cast<size_t>(i)], "sum_squares_all"),
+                           xs[static_cast<size_t>(i)].data, xs[static_cast<size_t>(i)].numel(), part + i * per);
+  if (n == 0) return 0;
+  cuda::sum_parts(*ctx_, part, n);
+  return ctx_->fetch_result();
+}
+
 std::string CudaBackend::device_name() const { return ctx_->prop.name; }
 size_t CudaBackend::device_memory_bytes() const { return ctx_->prop.totalGlobalMem; }
 int CudaBackend::compute_capability() const { return ctx_->prop.major * 10 + ctx_->prop.minor; }

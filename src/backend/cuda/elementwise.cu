@@ -43,6 +43,21 @@ __global__ void final_sum_kernel(double* out, const double* part, int nparts) {
   if (threadIdx.x == 0) *out = acc;
 }
 
+// Thread t sums tensor t's partials in order; thread 0 then sums the tensors' totals in order.
+__global__ void sum_parts_kernel(double* out, const double* part, double* per_tensor, int64_t ntensors) {
+  for (int64_t t = threadIdx.x; t < ntensors; t += blockDim.x) {
+    double acc = 0;
+    for (int i = 0; i < kReduceBlocks; ++i) acc += part[t * kReduceBlocks + i];
+    per_tensor[t] = acc;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double acc = 0;
+    for (int64_t t = 0; t < ntensors; ++t) acc += per_tensor[t];
+    *out = acc;
+  }
+}
+
 __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n, float decay, float b1, float b2,
                              float step_size, float inv_sqrt_bc2, float eps, float gs) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -98,6 +113,23 @@ void sum_squares(CudaBackend::Context& ctx, DType dtype, const void* x, int64_t 
     reduce<__nv_bfloat16, true>(ctx, static_cast<const __nv_bfloat16*>(x), n);
   else
     reduce<float, true>(ctx, static_cast<const float*>(x), n);
+}
+
+int reduce_parts_per_tensor() { return kReduceBlocks; }
+
+void sum_squares_part(CudaBackend::Context& ctx, DType dtype, const void* x, int64_t n, double* part) {
+  if (dtype == DType::bf16)
+    partial_sum_kernel<__nv_bfloat16, true>
+        <<<kReduceBlocks, kReduceThreads, 0, ctx.stream>>>(part, static_cast<const __nv_bfloat16*>(x), n);
+  else
+    partial_sum_kernel<float, true><<<kReduceBlocks, kReduceThreads, 0, ctx.stream>>>(part, static_cast<const float*>(x), n);
+  PL_CUDA_CHECK_LAUNCH("partial_sum_kernel");
+}
+
+void sum_parts(CudaBackend::Context& ctx, const double* part, int64_t ntensors) {
+  double* per_tensor = const_cast<double*>(part) + ntensors * kReduceBlocks;
+  sum_parts_kernel<<<1, kReduceThreads, 0, ctx.stream>>>(ctx.dev_result, part, per_tensor, ntensors);
+  PL_CUDA_CHECK_LAUNCH("sum_parts_kernel");
 }
 
 void sum_floats(CudaBackend::Context& ctx, const float* x, int64_t n) { reduce<float, false>(ctx, x, n); }

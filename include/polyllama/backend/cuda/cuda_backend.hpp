@@ -54,6 +54,7 @@ class CudaBackend final : public Backend {
   void zero(Tensor x) override;
   void scale(Tensor x, double alpha) override;
   double sum_squares(Tensor x) override;
+  double sum_squares_all(const std::vector<Tensor>& xs) override;
 
   // The device: "NVIDIA H100 80GB HBM3", its memory, its compute capability (90 for sm_90).
   std::string device_name() const;
