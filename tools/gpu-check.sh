@@ -103,24 +103,48 @@ if ((no_gpu)); then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader > "$out/gpu.txt" 2>&1 || true
 row "GPU" "$(head -1 "$out/gpu.txt")"
-ctest --timeout 600 -R '[Cc]uda' --output-on-failure > "$out/ctest_cuda.log" 2>&1 && r=pass || r=FAIL
-row "CUDA tests" "$r: $(grep -E 'tests passed|No tests' "$out/ctest_cuda.log" | tail -1)"
-grep -E "SKIPPED|FAILED|Failure" "$out/ctest_cuda.log" | head -20 || true
+# Every op against the CPU backend, the attention kernels, the GPU training run against the CPU loss curve.
+tests_rc=0
+timeout 600 ./tests/polyllama_tests --gtest_filter='Ops.*:*CudaAttention*:CudaTraining.*' \
+  --gtest_output="xml:$out/tests.xml" > "$out/tests.log" 2>&1 || tests_rc=$?
+passed=$(grep -c '^\[       OK \]' "$out/tests.log" || true)
+failed=$(grep -c '^\[  FAILED  \].*(' "$out/tests.log" || true)
+skipped=$(grep -c '^\[  SKIPPED \].*(' "$out/tests.log" || true)
+row "CUDA tests" "$passed passed, $failed failed, $skipped skipped (rc $tests_rc)"
+grep -E '^\[  FAILED  \].*\(' "$out/tests.log" | head -20 >> "$summary" || true
+
 # The 1B-class config of the issue: hidden 2048, 16 layers, 16 heads, seq 2048; PyTorch (bf16 autocast, flash
-# SDPA, fused AdamW) on the same config and GPU, right after, when the node's python3 has it.
+# SDPA, fused AdamW) on the same config and GPU right after, when the node's python3 has it.
 layers=16; ((quick)) && layers=4
 mb=${BENCH_MICRO_BATCH:-4}
-./polyllama bench --device cuda --preset bench-1b --num-hidden-layers $layers --seq-len 2048 --micro-batch "$mb" \
-  --json > "$out/bench.txt" 2>&1 && r=ok || r=FAIL
-row "polyllama bench (1B, $layers layers, b$mb)" "$r: $(tail -1 "$out/bench.txt" | cut -c1-300)"
+bench_rc=0
+# shellcheck disable=SC2086
+timeout 300 ./polyllama bench --device cuda --preset bench-1b --num-hidden-layers $layers --seq-len 2048 \
+  --micro-batch "$mb" --steps 10 --warmup 3 --json ${BENCH_ARGS:-} > "$out/bench.log" 2>&1 || bench_rc=$?
+json=$(grep '^{' "$out/bench.log" | tail -1 || true)
+if [[ -n $json ]]; then
+  python3 - "$json" >> "$summary" <<'PY'
+import json, sys
+j = json.loads(sys.argv[1])
+rows = [("polyllama config", f'{j["params"]/1e6:.0f}M params, seq {j["seq_len"]}, micro-batch {j["micro_batch"]}'),
+        ("polyllama step", f'{j["step_s"]*1e3:.1f} ms, {j["tokens_per_s"]:.0f} tokens/s, {j["tflops"]:.1f} TFLOP/s'),
+        ("polyllama MFU", f'{j["mfu_percent"]:.1f} % of {j["peak_tflops"]:.0f} TFLOP/s'),
+        ("cuBLASLt bf16 GEMM 8192^3", f'{j["gemm_bf16_tflops"]:.1f} TFLOP/s')]
+for k, v in rows: print(f"{k:<34} {v}")
+PY
+else
+  row "polyllama bench" "no result (rc $bench_rc): $(tail -3 "$out/bench.log" | tr '\n' ' ' | cut -c1-300)"
+fi
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
-  python3 "$root/tools/bench/torch_gpu_step.py" --layers $layers --batch "$mb" > "$out/torch_bench.txt" 2>&1 \
+  timeout 300 python3 "$root/tools/bench/torch_gpu_step.py" --layers $layers --batch "$mb" > "$out/torch_bench.txt" 2>&1 \
     && r=ok || r=FAIL
   row "pytorch peer (same config)" "$r: $(tail -1 "$out/torch_bench.txt" | cut -c1-300)"
 fi
 for b in ./cuda_attention_bench ./tests/cuda_attention_bench; do
-  if [[ -x $b ]]; then "$b" > "$out/attention_bench.txt" 2>&1 && r=ok || r=FAIL
-    row "attention bench" "$r"; tail -12 "$out/attention_bench.txt" >> "$summary" || true; break; fi
+  if [[ -x $b ]]; then timeout 300 "$b" > "$out/attention_bench.txt" 2>&1 && r=ok || r=FAIL
+    row "attention bench" "$r (full table: attention_bench.txt)"; tail -14 "$out/attention_bench.txt" >> "$summary" || true
+    break; fi
 done
-cd - >/dev/null
+cd "$root"
 echo "== gpu-check summary (full logs in $out)"; cat "$summary"
+[[ $tests_rc -eq 0 && $bench_rc -eq 0 ]]

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "polyllama/backend/backend_factory.hpp"
+#include "polyllama/backend/cpu/cpu_backend.hpp"
 #include "polyllama/core/log.hpp"
 #include "verbs.hpp"
 
@@ -42,6 +44,11 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
       ->capture_default_str()
       ->group("Optimizer");
   cmd->add_option("--threads", o.threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
+  cmd->add_option("--device", o.device,
+                  "cpu, or cuda (one GPU: bf16 activations and weights copy, f32 master weights, gradients and "
+                  "optimizer state; checkpoints are the same f32 files either way)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_flag("--json", o.json, "print a one-line JSON summary at the end");
 }
 
@@ -75,9 +82,9 @@ StartPoint find_start(const TrainOptions& o, const char* verb) {
 
 LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   LoadedModel m;
-  m.backend = std::make_unique<CpuBackend>(o.threads);
-  m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32);
-  read_tensor_file(start.dir + "/model.h5", model_tensors(*m.model));
+  m.backend = make_backend(o.device, o.threads);
+  m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda");
+  load_model_weights(start.dir + "/model.h5", *m.model);
   m.model->allocate_activations(o.train.micro_batch, o.train.seq_len);
   return m;
 }
@@ -85,13 +92,15 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
 int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& model, const SampleStream& train,
                  const SampleStream* val) {
   const ModelConfig& cfg = start.cfg;
+  const auto* cpu = dynamic_cast<const CpuBackend*>(&model.backend());
+  const std::string where = cpu ? std::to_string(cpu->threads()) + " threads"
+                                : std::string(model.backend().name()) + ", bf16 mixed precision";
   log_info(fmt("model: %.2fM params, %lld layers, hidden %lld, heads %lld/%lld kv, vocab %lld | %zu MiB weights, "
-               "%zu MiB activations | %d threads",
+               "%zu MiB activations | %s",
                static_cast<double>(cfg.total_params()) / 1e6, static_cast<long long>(cfg.num_hidden_layers),
                static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_attention_heads),
                static_cast<long long>(cfg.num_key_value_heads), static_cast<long long>(cfg.vocab_size),
-               model.parameter_bytes() >> 20, model.activation_bytes() >> 20,
-               dynamic_cast<CpuBackend&>(model.backend()).threads()));
+               model.parameter_bytes() >> 20, model.activation_bytes() >> 20, where.c_str()));
   Trainer trainer(o.train, o.optim, model, train, val, start.meta);
   if (start.resuming) trainer.resume_from(start.dir);  // --init-from takes weights only: a new run starts at step 0
   install_stop_signal_handlers();

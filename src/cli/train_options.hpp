@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "polyllama/backend/cpu/cpu_backend.hpp"
+#include "polyllama/core/backend.hpp"
 #include "polyllama/ckpt/checkpoint.hpp"
 #include "polyllama/model/config.hpp"
 #include "polyllama/model/llama.hpp"
@@ -23,9 +23,10 @@ struct TrainOptions {
   bool no_resume = false, json = false;
   int64_t val_every = 20;
   int threads = 0;
+  std::string device = "cpu";  // cpu, or cuda: bf16 mixed precision with f32 master weights
 };
 
-// --run-dir, --init-from, --no-resume, the schedule, batch and optimizer flags, --threads, --json.
+// --run-dir, --init-from, --no-resume, the schedule, batch and optimizer flags, --threads, --device, --json.
 void add_train_options(CLI::App* cmd, TrainOptions& o);
 
 // The checkpoint a run starts from: RUN/ckpt/latest when present (resuming), else --init-from.
@@ -38,9 +39,9 @@ struct StartPoint {
 };
 StartPoint find_start(const TrainOptions& o, const char* verb);
 
-// The model of the start point on the CPU backend, activations sized for the options' micro-batch.
+// The model of the start point on --device's backend, activations sized for the options' micro-batch.
 struct LoadedModel {
-  std::unique_ptr<CpuBackend> backend;
+  std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;
 };
 LoadedModel load_model(const TrainOptions& o, const StartPoint& start);

@@ -15,5 +15,10 @@ void* Backend::device_alloc(size_t bytes) {
 void Backend::device_free(void* p) { std::free(p); }
 void Backend::upload(Tensor dst, const void* host_src) { std::memcpy(dst.data, host_src, dst.bytes()); }
 void Backend::download(void* host_dst, Tensor src) { std::memcpy(host_dst, src.data, src.bytes()); }
+double Backend::sum_squares_all(const std::vector<Tensor>& xs) {
+  double total = 0;
+  for (const Tensor& x : xs) total += sum_squares(x);
+  return total;
+}
 
 }  // namespace polyllama

@@ -11,8 +11,13 @@ namespace polyllama {
 struct ProfilingBackend::Timer {
   ProfilingBackend& p;
   int slot;
-  double t0 = now_seconds();
+  double t0;
+  Timer(ProfilingBackend& prof, int s) : p(prof), slot(s) {
+    p.in_.synchronize();
+    t0 = now_seconds();
+  }
   ~Timer() {
+    p.in_.synchronize();
     p.sec_[static_cast<size_t>(slot)] += now_seconds() - t0;
     p.calls_[static_cast<size_t>(slot)] += 1;
   }
@@ -48,9 +53,9 @@ void ProfilingBackend::attention_forward(Tensor out, Tensor probs, Tensor q, Ten
   in_.attention_forward(out, probs, q, k, v, span);
 }
 void ProfilingBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
-                                          Tensor probs, Tensor scratch, const AttnSpan& span) {
+                                          Tensor out, Tensor probs, Tensor scratch, const AttnSpan& span) {
   Timer t{*this, kAttnB};
-  in_.attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, span);
+  in_.attention_backward(dq, dk, dv, dout, q, k, v, out, probs, scratch, span);
 }
 void ProfilingBackend::embedding_forward(Tensor out, Tensor table, const int32_t* ids) {
   Timer t{*this, kEmbF};
@@ -84,6 +89,10 @@ void ProfilingBackend::scale(Tensor x, double alpha) {
 double ProfilingBackend::sum_squares(Tensor x) {
   Timer t{*this, kElem};
   return in_.sum_squares(x);
+}
+double ProfilingBackend::sum_squares_all(const std::vector<Tensor>& xs) {
+  Timer t{*this, kElem};
+  return in_.sum_squares_all(xs);
 }
 
 void ProfilingBackend::reset() {

@@ -88,6 +88,7 @@ ModelConfig ModelConfig::preset(const std::string& name) {
   };
   if (name == "tiny") set(64, 176, 2, 4, 2, 512, 256, 1e-5, 10000.0);
   else if (name == "bench") set(512, 1408, 8, 8, 4, 32000, 2048, 1e-5, 10000.0);
+  else if (name == "bench-1b") set(2048, 5632, 16, 16, 16, 32000, 2048, 1e-5, 10000.0);  // the GPU benchmark
   else if (name == "llama-7b") set(4096, 11008, 32, 32, 32, 32000, 2048, 1e-6, 10000.0);
   else if (name == "llama2-7b") set(4096, 11008, 32, 32, 32, 32000, 4096, 1e-5, 10000.0);
   else if (name == "llama-13b") set(5120, 13824, 40, 40, 40, 32000, 2048, 1e-6, 10000.0);
@@ -97,6 +98,6 @@ ModelConfig ModelConfig::preset(const std::string& name) {
   return c;
 }
 
-const char* ModelConfig::preset_names() { return "tiny, bench, llama-7b, llama2-7b, llama-13b, llama2-13b, llama3-8b"; }
+const char* ModelConfig::preset_names() { return "tiny, bench, bench-1b, llama-7b, llama2-7b, llama-13b, llama2-13b, llama3-8b"; }
 
 }  // namespace polyllama

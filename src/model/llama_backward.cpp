@@ -16,7 +16,7 @@ void LlamaModel::backward(const int32_t* inputs) {
   const int64_t H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, D = cfg_.head_dim();
   const Tensor dres = A(dres_), dln = A(dln_);
   be_.zero(dres);
-  be_.rmsnorm_backward(dres, G(norm_), dln, A(res_final_), P(norm_), A(rstdf_));
+  be_.rmsnorm_backward(dres, G(norm_), dln, A(res_final_), P(norm_), S(rstdf_));
 
   for (size_t li = layers_.size(); li-- > 0;) {
     const Layer& w = layers_[li];
@@ -26,20 +26,20 @@ void LlamaModel::backward(const int32_t* inputs) {
     be_.swiglu_backward(A(dgate_), A(dup_), A(dact_), A(a.gate), A(a.up));
     linear_backward(be_, dln, G(w.wg), A(dgate_), A(a.ln2), P(w.wg), false);
     linear_backward(be_, dln, G(w.wu), A(dup_), A(a.ln2), P(w.wu), true);
-    be_.rmsnorm_backward(dres, G(w.ln2), dln, A(a.res_mid), P(w.ln2), A(a.rstd2));
+    be_.rmsnorm_backward(dres, G(w.ln2), dln, A(a.res_mid), P(w.ln2), S(a.rstd2));
 
     // Attention: res_mid = res_in + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1)))
     linear_backward(be_, A(datt_), G(w.wo), dres, A(a.att), P(w.wo), false);
     Tensor dq4 = A(dq_).view({B_, T_, H, D}), dk4 = A(dk_).view({B_, T_, KV, D});
     be_.attention_backward(dq4, dk4, A(dv_).view({B_, T_, KV, D}), A(datt_).view({B_, T_, H, D}),
                            A(a.q).view({B_, T_, H, D}), A(a.k).view({B_, T_, KV, D}), A(a.v).view({B_, T_, KV, D}),
-                           A(a.probs), A(attn_scratch_), attn_span());
-    be_.rope(dq4, A(rope_cos_), A(rope_sin_), rope_positions(), true);
-    be_.rope(dk4, A(rope_cos_), A(rope_sin_), rope_positions(), true);
+                           A(a.att).view({B_, T_, H, D}), S(a.saved), S(attn_scratch_), attn_span());
+    be_.rope(dq4, S(rope_cos_), S(rope_sin_), rope_positions(), true);
+    be_.rope(dk4, S(rope_cos_), S(rope_sin_), rope_positions(), true);
     linear_backward(be_, dln, G(w.wq), A(dq_), A(a.ln1), P(w.wq), false);
     linear_backward(be_, dln, G(w.wk), A(dk_), A(a.ln1), P(w.wk), true);
     linear_backward(be_, dln, G(w.wv), A(dv_), A(a.ln1), P(w.wv), true);
-    be_.rmsnorm_backward(dres, G(w.ln1), dln, A(a.res_in), P(w.ln1), A(a.rstd1));
+    be_.rmsnorm_backward(dres, G(w.ln1), dln, A(a.res_in), P(w.ln1), S(a.rstd1));
   }
   be_.embedding_backward(G(embed_), dres, inputs);
 }

@@ -23,25 +23,25 @@ void LlamaModel::forward(const int32_t* inputs) {
     const LayerActs& a = la_[l];
     const Tensor res_out = l + 1 < layers_.size() ? A(la_[l + 1].res_in) : A(res_final_);
 
-    be_.rmsnorm_forward(A(a.ln1), A(a.rstd1), A(a.res_in), P(w.ln1), cfg_.rms_norm_eps);
+    be_.rmsnorm_forward(A(a.ln1), S(a.rstd1), A(a.res_in), P(w.ln1), cfg_.rms_norm_eps);
     linear(be_, A(a.q), A(a.ln1), P(w.wq));
     linear(be_, A(a.k), A(a.ln1), P(w.wk));
     linear(be_, A(a.v), A(a.ln1), P(w.wv));
     Tensor q4 = A(a.q).view({B_, T_, H, D}), k4 = A(a.k).view({B_, T_, KV, D}), v4 = A(a.v).view({B_, T_, KV, D});
-    be_.rope(q4, A(rope_cos_), A(rope_sin_), rope_positions(), false);
-    be_.rope(k4, A(rope_cos_), A(rope_sin_), rope_positions(), false);
-    be_.attention_forward(A(a.att).view({B_, T_, H, D}), A(a.probs), q4, k4, v4, attn_span());
+    be_.rope(q4, S(rope_cos_), S(rope_sin_), rope_positions(), false);
+    be_.rope(k4, S(rope_cos_), S(rope_sin_), rope_positions(), false);
+    be_.attention_forward(A(a.att).view({B_, T_, H, D}), S(a.saved), q4, k4, v4, attn_span());
     be_.copy(A(a.res_mid), A(a.res_in));
     linear(be_, A(a.res_mid), A(a.att), P(w.wo), 1.0);
 
-    be_.rmsnorm_forward(A(a.ln2), A(a.rstd2), A(a.res_mid), P(w.ln2), cfg_.rms_norm_eps);
+    be_.rmsnorm_forward(A(a.ln2), S(a.rstd2), A(a.res_mid), P(w.ln2), cfg_.rms_norm_eps);
     linear(be_, A(a.gate), A(a.ln2), P(w.wg));
     linear(be_, A(a.up), A(a.ln2), P(w.wu));
     be_.swiglu_forward(A(a.act), A(a.gate), A(a.up));
     be_.copy(res_out, A(a.res_mid));
     linear(be_, res_out, A(a.act), P(w.wd), 1.0);
   }
-  be_.rmsnorm_forward(A(lnf_), A(rstdf_), A(res_final_), P(norm_), cfg_.rms_norm_eps);
+  be_.rmsnorm_forward(A(lnf_), S(rstdf_), A(res_final_), P(norm_), cfg_.rms_norm_eps);
 }
 
 void LlamaModel::set_layout(const int32_t* doc_start) {
@@ -68,7 +68,7 @@ double LlamaModel::head_and_loss(const int32_t* targets, double loss_scale, bool
     if (targets[n] != kIgnoreIndex && (targets[n] < 0 || targets[n] >= cfg_.vocab_size))
       fail_input("target id " + std::to_string(targets[n]) + " at position " + std::to_string(n) +
                  " is outside the vocabulary of " + std::to_string(cfg_.vocab_size));
-  const Tensor W = head_weight(), lnf = A(lnf_), loss = A(loss_rows_);
+  const Tensor W = head_weight(), lnf = A(lnf_), loss = S(loss_rows_);
   double total = 0;
   for (int64_t r0 = 0; r0 < N; r0 += head_chunk_) {
     const int64_t m = std::min(head_chunk_, N - r0);

@@ -1,21 +1,34 @@
 #include <cmath>
+#include <vector>
 
 #include "polyllama/core/random.hpp"
 #include "polyllama/model/llama.hpp"
 
 namespace polyllama {
 
-LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype)
-    : cfg_(cfg), be_(backend), dtype_(dtype), weights_("weights", dtype, &backend), grads_("grads", dtype, &backend),
-      acts_("activations", dtype, &backend) {
+LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bool mixed_precision)
+    : cfg_(cfg), be_(backend), dtype_(dtype), mixed_(mixed_precision),
+      act_dtype_(mixed_precision ? DType::bf16 : dtype), stat_dtype_(dtype), weights_("weights", dtype, &backend),
+      grads_("grads", dtype, &backend), work_("weights.bf16", DType::bf16, &backend),
+      acts_("activations", act_dtype_, &backend), stats_("statistics", stat_dtype_, &backend) {
   cfg_.validate();
+  if (mixed_ && dtype_ != DType::f32) fail_input("mixed precision keeps f32 master weights; got " +
+                                                 std::string(dtype_name(dtype_)));
+  if (mixed_ && !be_.supports(Op::matmul, DType::bf16))
+    fail_input(std::string("mixed precision needs bf16 ops; the ") + be_.name() + " backend has none");
   register_params();
   weights_.allocate();
   grads_.allocate();
+  if (mixed_) work_.allocate();
+}
+
+void LlamaModel::refresh_working_weights() {
+  if (mixed_) be_.copy(work_.flat(), weights_.flat());
 }
 
 size_t LlamaModel::add_param(const std::string& name, std::initializer_list<int64_t> dims, bool decay) {
   weights_.reserve(dims);
+  if (mixed_) work_.reserve(dims);  // the same layout: one handle serves all three arenas
   int h = grads_.reserve(dims);
   params_.push_back({name, h, decay});
   return params_.size() - 1;
@@ -56,15 +69,19 @@ void LlamaModel::init_random(uint64_t seed, double std) {
     uint64_t stream = 0;  // the name, hashed: the draw does not depend on registration order
     for (char ch : params_[i].name) stream = mix64(stream ^ static_cast<unsigned char>(ch));
     const int64_t n = t.numel();
-    auto fill = [&](auto* p) {
-      using T = std::remove_pointer_t<decltype(p)>;
+    auto fill = [&](auto z) {  // drawn in host memory, then uploaded (a memcpy when the backend is the CPU)
+      using T = decltype(z);
+      std::vector<T> host(static_cast<size_t>(n));
+      T* p = host.data();
 #pragma omp parallel for schedule(static)
       for (int64_t j = 0; j < n; ++j)
         p[j] = is_norm ? T(1) : static_cast<T>(std * random_normal(seed, stream, static_cast<uint64_t>(j)));
+      be_.upload(t, p);
     };
-    if (dtype_ == DType::f32) fill(t.ptr<float>());
-    else fill(t.ptr<double>());
+    if (dtype_ == DType::f32) fill(float{});
+    else fill(double{});
   }
+  refresh_working_weights();
 }
 
 void LlamaModel::zero_grads() { be_.zero(grads_.flat()); }
@@ -81,15 +98,15 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq) {
     LayerActs a{};
     a.res_in = acts_.reserve({N, C});
     a.ln1 = acts_.reserve({N, C});
-    a.rstd1 = acts_.reserve({N});
+    a.rstd1 = stats_.reserve({N});
     a.q = acts_.reserve({N, Hd});
     a.k = acts_.reserve({N, KVd});
     a.v = acts_.reserve({N, KVd});
-    a.probs = acts_.reserve({batch, H, seq, seq});
+    a.saved = stats_.reserve({be_.attention_saved_elems(batch, H, seq, seq)});
     a.att = acts_.reserve({N, Hd});
     a.res_mid = acts_.reserve({N, C});
     a.ln2 = acts_.reserve({N, C});
-    a.rstd2 = acts_.reserve({N});
+    a.rstd2 = stats_.reserve({N});
     a.gate = acts_.reserve({N, F});
     a.up = acts_.reserve({N, F});
     a.act = acts_.reserve({N, F});
@@ -97,17 +114,20 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq) {
   }
   res_final_ = acts_.reserve({N, C});
   lnf_ = acts_.reserve({N, C});
-  rstdf_ = acts_.reserve({N});
-  rope_cos_ = acts_.reserve({seq, D / 2});
-  rope_sin_ = acts_.reserve({seq, D / 2});
+  rstdf_ = stats_.reserve({N});
+  rope_cos_ = stats_.reserve({seq, D / 2});
+  rope_sin_ = stats_.reserve({seq, D / 2});
   // The head's logits exist one chunk of rows at a time: at most 16M elements (64 MiB in fp32), split evenly
   // so that no chunk is a small remainder. Below ~512 rows the head's GEMMs lose a quarter of their speed
   // (measured with OpenBLAS at V = 32000), so the budget is set to allow that many for LLaMA's vocabulary.
-  const int64_t max_rows = std::max<int64_t>(64, (int64_t{16} << 20) / V);
+  // With bf16 logits on a GPU the budget is 128M elements (256 MiB): fewer, larger GEMMs, and fewer of the
+  // loss read-backs that wait for the device.
+  const int64_t budget = mixed_ ? int64_t{128} << 20 : int64_t{16} << 20;
+  const int64_t max_rows = std::max<int64_t>(64, budget / V);
   const int64_t nchunks = (N + max_rows - 1) / max_rows;
   head_chunk_ = (N + nchunks - 1) / nchunks;
   logits_ = acts_.reserve({head_chunk_, V});
-  loss_rows_ = acts_.reserve({N, 1});
+  loss_rows_ = stats_.reserve({N, 1});
   dres_ = acts_.reserve({N, C});
   dln_ = acts_.reserve({N, C});
   datt_ = acts_.reserve({N, Hd});
@@ -117,12 +137,15 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq) {
   dact_ = acts_.reserve({N, F});
   dgate_ = acts_.reserve({N, F});
   dup_ = acts_.reserve({N, F});
-  attn_scratch_ = acts_.reserve({be_.attention_scratch_elems(batch, H, seq)});
+  attn_scratch_ = stats_.reserve({be_.attention_scratch_elems(batch, H, seq, cfg_.num_key_value_heads, D)});
   acts_.allocate();
+  stats_.allocate();
 
   // Rotary tables in double, then rounded once: HF computes inv_freq = theta^(-2i/D) the same way.
-  auto fill = [&](auto* c, auto* s) {
-    using T = std::remove_pointer_t<decltype(c)>;
+  auto fill = [&](auto z) {  // in host memory, then uploaded (a memcpy when the backend is the CPU)
+    using T = decltype(z);
+    std::vector<T> hc(static_cast<size_t>(seq * (D / 2))), hs(hc.size());
+    T *c = hc.data(), *s = hs.data();
     for (int64_t t = 0; t < seq; ++t)
       for (int64_t i = 0; i < D / 2; ++i) {
         const double inv_freq = std::pow(cfg_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
@@ -130,9 +153,11 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq) {
         c[t * (D / 2) + i] = static_cast<T>(std::cos(ang));
         s[t * (D / 2) + i] = static_cast<T>(std::sin(ang));
       }
+    be_.upload(S(rope_cos_), c);
+    be_.upload(S(rope_sin_), s);
   };
-  if (dtype_ == DType::f32) fill(A(rope_cos_).ptr<float>(), A(rope_sin_).ptr<float>());
-  else fill(A(rope_cos_).ptr<double>(), A(rope_sin_).ptr<double>());
+  if (stat_dtype_ == DType::f32) fill(float{});
+  else fill(double{});
 }
 
 }  // namespace polyllama

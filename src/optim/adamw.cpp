@@ -25,8 +25,8 @@ double lr_at(const OptimConfig& c, int64_t step, int64_t total_steps) {
 
 AdamW::AdamW(const OptimConfig& cfg, Backend& backend, std::vector<ParamSlot> slots)
     : cfg_(cfg), be_(backend), slots_(std::move(slots)),
-      m_("adam.exp_avg", slots_.empty() ? DType::f32 : slots_[0].param.dtype),
-      v_("adam.exp_avg_sq", slots_.empty() ? DType::f32 : slots_[0].param.dtype) {
+      m_("adam.exp_avg", slots_.empty() ? DType::f32 : slots_[0].param.dtype, &backend),
+      v_("adam.exp_avg_sq", slots_.empty() ? DType::f32 : slots_[0].param.dtype, &backend) {
   cfg_.validate();
   PL_CHECK(!slots_.empty(), "optimizer without parameters");
   for (const ParamSlot& s : slots_) {
@@ -38,9 +38,9 @@ AdamW::AdamW(const OptimConfig& cfg, Backend& backend, std::vector<ParamSlot> sl
 }
 
 double AdamW::clip_grad_norm() {
-  double ss = 0;
-  for (const ParamSlot& s : slots_) ss += be_.sum_squares(s.grad);
-  const double norm = std::sqrt(ss);
+  std::vector<Tensor> grads;
+  for (const ParamSlot& s : slots_) grads.push_back(s.grad);
+  const double norm = std::sqrt(be_.sum_squares_all(grads));
   clip_factor_ = cfg_.grad_clip > 0 && norm > cfg_.grad_clip ? cfg_.grad_clip / (norm + 1e-6) : 1.0;
   return norm;
 }

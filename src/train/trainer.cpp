@@ -67,6 +67,33 @@ std::vector<NamedTensor> optimizer_tensors(const AdamW& opt) {
   return out;
 }
 
+HostMirror::HostMirror(Backend& be, std::vector<NamedTensor> device) : be_(be), device_(std::move(device)) {
+  host = device_;
+  if (be_.host_memory()) return;
+  storage_.resize(host.size());
+  for (size_t i = 0; i < host.size(); ++i) {
+    storage_[i].resize(host[i].tensor.bytes());
+    host[i].tensor.data = storage_[i].data();
+  }
+}
+
+void HostMirror::pull() {
+  if (!be_.host_memory())
+    for (size_t i = 0; i < host.size(); ++i) be_.download(host[i].tensor.data, device_[i].tensor);
+}
+
+void HostMirror::push() {
+  if (!be_.host_memory())
+    for (size_t i = 0; i < host.size(); ++i) be_.upload(device_[i].tensor, host[i].tensor.data);
+}
+
+void load_model_weights(const std::string& model_h5, LlamaModel& m) {
+  HostMirror mirror(m.backend(), model_tensors(m));
+  read_tensor_file(model_h5, mirror.host);
+  mirror.push();
+  m.refresh_working_weights();
+}
+
 Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const SampleStream& train,
                  const SampleStream* val, CheckpointMeta base_meta)
     : cfg_(cfg), ocfg_(ocfg), model_(model), opt_(ocfg, model.backend(), slots_of(model)), train_(train), val_(val),
@@ -93,7 +120,9 @@ void Trainer::resume_from(const std::string& step_dir) {
   if (j.at("micro_batch").get<int64_t>() * j.at("accum_steps").get<int64_t>() !=
       cfg_.micro_batch * cfg_.accum_steps())
     log_warn("global batch changed on resume; the data order continues from consumed samples");
-  read_tensor_file(step_dir + "/optim.h5", optimizer_tensors(opt_));
+  HostMirror optim(model_.backend(), optimizer_tensors(opt_));
+  read_tensor_file(step_dir + "/optim.h5", optim.host);
+  optim.push();
   truncate_metrics_after(st_.step);
   opt_.set_steps_done(j.at("optimizer_steps").get<int64_t>());
   log_info(fmt("resumed from %s at step %lld (%lld samples consumed)", step_dir.c_str(),
@@ -134,8 +163,10 @@ std::string Trainer::save() {
                       {"warmup_steps", ocfg_.warmup_steps}};
   CheckpointMeta meta = meta_;
   meta.trainer_json = j.dump();
-  const std::string dir = save_checkpoint(cfg_.run_dir + "/ckpt", st_.step, model_tensors(model_),
-                                          optimizer_tensors(opt_), meta);
+  HostMirror weights(model_.backend(), model_tensors(model_)), optim(model_.backend(), optimizer_tensors(opt_));
+  weights.pull();
+  optim.pull();
+  const std::string dir = save_checkpoint(cfg_.run_dir + "/ckpt", st_.step, weights.host, optim.host, meta);
   prune_checkpoints(cfg_.run_dir + "/ckpt", cfg_.keep_last);
   log_info("saved checkpoint " + dir);
   return dir;
@@ -203,6 +234,7 @@ TrainResult Trainer::run() {
     const double gnorm = opt_.clip_grad_norm();
     const double lr = lr_at(ocfg_, st_.step, cfg_.steps);
     opt_.step(lr);
+    model_.refresh_working_weights();
     st_.step += 1;
     st_.consumed_samples += B * accum;
     st_.consumed_tokens += step_tokens;

@@ -31,7 +31,7 @@ TEST(CpuAttention, ScratchForFewerThreadsThanActive) {
   auto backward = [&](int64_t scratch_blocks) {
     std::vector<float> dq(q.size()), dk(k.size()), dv(v.size()), scratch(scratch_blocks * T * T);
     be.attention_backward(Tensor(dq.data(), DType::f32, {B, T, H, D}), Tensor(dk.data(), DType::f32, {B, T, KV, D}),
-                          Tensor(dv.data(), DType::f32, {B, T, KV, D}), g4, q4, k4, v4, p,
+                          Tensor(dv.data(), DType::f32, {B, T, KV, D}), g4, q4, k4, v4, o4, p,
                           Tensor(scratch.data(), DType::f32, {scratch_blocks * T * T}), AttnSpan{});
     dq.insert(dq.end(), dk.begin(), dk.end());
     dq.insert(dq.end(), dv.begin(), dv.end());

@@ -152,7 +152,7 @@ TEST(AttentionSpan, BackwardMatchesFiniteDifferences) {
                           Tensor(Rc.data(), DType::f64, {c.B, c.Tq, c.H, c.D}),
                           Tensor(q.data(), DType::f64, {c.B, c.Tq, c.H, c.D}),
                           Tensor(k.data(), DType::f64, {c.B, c.Tk, c.KV, c.D}),
-                          Tensor(v.data(), DType::f64, {c.B, c.Tk, c.KV, c.D}),
+                          Tensor(v.data(), DType::f64, {c.B, c.Tk, c.KV, c.D}), Tensor{},
                           Tensor(P.data(), DType::f64, {c.B, c.H, c.Tq, c.Tk}),
                           Tensor(scratch.data(), DType::f64, {static_cast<int64_t>(scratch.size())}), span_of(c));
     auto fd = [&](Vec& x) {

@@ -190,7 +190,7 @@ std::tuple<Vec, Vec, Vec> run_attn_bwd(Backend& be, const Vec& dout, const Vec& 
   be.attention_backward(tensor(DQ, {s.B, s.T, s.H, s.D}), tensor(DK, {s.B, s.T, s.KV, s.D}),
                         tensor(DV, {s.B, s.T, s.KV, s.D}), tensor(G, {s.B, s.T, s.H, s.D}),
                         tensor(Q, {s.B, s.T, s.H, s.D}), tensor(K, {s.B, s.T, s.KV, s.D}),
-                        tensor(V, {s.B, s.T, s.KV, s.D}), tensor(P, {s.B, s.H, s.T, s.T}), tensor(S, {ns}),
+                        tensor(V, {s.B, s.T, s.KV, s.D}), Tensor{}, tensor(P, {s.B, s.H, s.T, s.T}), tensor(S, {ns}),
                         AttnSpan{});
   return {to_vec(DQ), to_vec(DK), to_vec(DV)};
 }

@@ -229,7 +229,7 @@ void run_case(const Case& c) {
                         T(rk, {c.B, c.Tk, c.KV, c.D}), T(rv, {c.B, c.Tk, c.KV, c.D}), span);
   cpu.attention_backward(T(rdq, {c.B, c.Tq, c.H, c.D}), T(rdk, {c.B, c.Tk, c.KV, c.D}), T(rdv, {c.B, c.Tk, c.KV, c.D}),
                          T(rdo, {c.B, c.Tq, c.H, c.D}), T(rq, {c.B, c.Tq, c.H, c.D}), T(rk, {c.B, c.Tk, c.KV, c.D}),
-                         T(rv, {c.B, c.Tk, c.KV, c.D}), T(probs, {c.B, c.H, c.Tq, c.Tk}),
+                         T(rv, {c.B, c.Tk, c.KV, c.D}), Tensor{}, T(probs, {c.B, c.H, c.Tq, c.Tk}),
                          T(scratch, {static_cast<int64_t>(scratch.size())}), span);
   const Vec rlse = reference_lse(c, q, k, ks);
 

@@ -4,6 +4,7 @@
 // overwritten, `+=` accumulate (weight and residual-stream gradients accumulate).
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "polyllama/core/tensor.hpp"
 
@@ -42,6 +43,13 @@ class Backend {
   virtual void device_free(void* p);
   virtual void upload(Tensor dst, const void* host_src);  // dst.bytes() from host memory
   virtual void download(void* host_dst, Tensor src);      // src.bytes() into host memory
+  // Waits until every op issued so far has finished (ops of asynchronous backends return before they run).
+  virtual void synchronize() {}
+
+  // Mixed precision (backends that support bf16): an op may take bf16 activations with f32 statistics (rstd,
+  // saved attention state, per-row loss) and f32 parameter gradients (dw of rmsnorm_backward, dtable of
+  // embedding_backward, c of a matmul with bf16 a and b); every such mix is spelled out by the backend's
+  // supports() and checked per call. The CPU backend takes one dtype per call.
 
   // c = alpha * op(a) @ op(b) + beta * c; a is (M, K) or, with trans_a, stored (K, M); likewise b.
   virtual void matmul(Tensor c, Tensor a, Tensor b, bool trans_a, bool trans_b, double alpha, double beta) = 0;
@@ -62,15 +70,23 @@ class Backend {
   // dgate = ..., dup = ...
   virtual void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) = 0;
 
-  // Causal grouped-query attention. q, out (B, Tq, H, D); k, v (B, Tk, KV, D) with H % KV == 0 and Tq <= Tk;
-  // probs (B, H, Tq, Tk) = softmax(q k^T / sqrt(D)) saved for backward (masked entries = 0). See AttnSpan for
-  // which keys each query sees; training passes Tq == Tk and a default span (plain causal).
-  virtual void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v, const AttnSpan& span) = 0;
-  // dq = ..., dk = ... (all Tk rows written), dv = ...; scratch holds attention_scratch_elems(B, H, Tk).
+  // Causal grouped-query attention. q, out (B, Tq, H, D); k, v (B, Tk, KV, D) with H % KV == 0 and Tq <= Tk.
+  // `saved` is what backward needs, attention_saved_elems(B, H, Tq, Tk) elements: on the CPU the probabilities
+  // (B, H, Tq, Tk) = softmax(q k^T / sqrt(D)) (masked entries = 0) in the dtype of q; on CUDA the log-sum-exp
+  // of each query's scores (B, H, Tq) in f32. See AttnSpan for which keys each query sees; training passes
+  // Tq == Tk and a default span (plain causal).
+  virtual void attention_forward(Tensor out, Tensor saved, Tensor q, Tensor k, Tensor v, const AttnSpan& span) = 0;
+  // dq = ..., dk = ... (all Tk rows written), dv = ...; out is the forward's output (flash-style backends form
+  // dot(dout, out) per query from it; the CPU, which saved the probabilities, ignores it and accepts an empty
+  // tensor); scratch holds attention_scratch_elems(B, H, Tk, KV, D).
   virtual void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
-                                  Tensor probs, Tensor scratch, const AttnSpan& span) = 0;
+                                  Tensor out, Tensor saved, Tensor scratch, const AttnSpan& span) = 0;
 
-  virtual int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq) const = 0;
+  // Scratch and saved state are in the dtype of q, or f32 when q is bf16 (statistics stay in f32).
+  // kv_heads and head_dim may be 0 for backends that do not need them (the CPU's scratch is per query block).
+  virtual int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq, int64_t kv_heads = 0,
+                                          int64_t head_dim = 0) const = 0;
+  virtual int64_t attention_saved_elems(int64_t batch, int64_t heads, int64_t tq, int64_t tk) const = 0;
 
   // out (N, C) = table[ids]; ids are N token ids < table rows.
   virtual void embedding_forward(Tensor out, Tensor table, const int32_t* ids) = 0;
@@ -91,6 +107,9 @@ class Backend {
   virtual void zero(Tensor x) = 0;
   virtual void scale(Tensor x, double alpha) = 0;
   virtual double sum_squares(Tensor x) = 0;  // accumulated in double
+  // The sum over xs, in order, of sum_squares(x): a device backend forms it with one round trip to the host
+  // instead of one per tensor (the gradient norm of every parameter at each step).
+  virtual double sum_squares_all(const std::vector<Tensor>& xs);
 };
 
 }  // namespace polyllama

@@ -1,6 +1,7 @@
 #pragma once
 // Wraps any backend and accumulates wall time and calls per op: `bench --profile` prints where a step's time
-// goes. Timing is host-side, so a backend with asynchronous ops must synchronise to be measured (CPU is sync).
+// goes. Timing is host-side, so a backend with asynchronous ops is synchronised before and after each op
+// (Backend::synchronize; the CPU's is a no-op).
 #include <array>
 #include <string>
 
@@ -18,6 +19,7 @@ class ProfilingBackend final : public Backend {
   void device_free(void* p) override { in_.device_free(p); }
   void upload(Tensor dst, const void* src) override { in_.upload(dst, src); }
   void download(void* dst, Tensor src) override { in_.download(dst, src); }
+  void synchronize() override { in_.synchronize(); }
 
   void matmul(Tensor c, Tensor a, Tensor b, bool ta, bool tb, double alpha, double beta) override;
   void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) override;
@@ -27,10 +29,14 @@ class ProfilingBackend final : public Backend {
   void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) override;
   void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v,
                                          const AttnSpan& span) override;
-  void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor probs,
+  void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out,
+                          Tensor probs,
                           Tensor scratch, const AttnSpan& span) override;
-  int64_t attention_scratch_elems(int64_t b, int64_t h, int64_t t) const override {
-    return in_.attention_scratch_elems(b, h, t);
+  int64_t attention_scratch_elems(int64_t b, int64_t h, int64_t t, int64_t kv = 0, int64_t d = 0) const override {
+    return in_.attention_scratch_elems(b, h, t, kv, d);
+  }
+  int64_t attention_saved_elems(int64_t b, int64_t h, int64_t tq, int64_t tk) const override {
+    return in_.attention_saved_elems(b, h, tq, tk);
   }
   void embedding_forward(Tensor out, Tensor table, const int32_t* ids) override;
   void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
@@ -41,6 +47,7 @@ class ProfilingBackend final : public Backend {
   void zero(Tensor x) override;
   void scale(Tensor x, double alpha) override;
   double sum_squares(Tensor x) override;
+  double sum_squares_all(const std::vector<Tensor>& xs) override;
 
   // Rows "op  seconds  share  calls", sorted by time; `steps` divides the totals.
   std::string report(int64_t steps) const;

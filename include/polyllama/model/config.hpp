@@ -32,7 +32,7 @@ struct ModelConfig {
   nlohmann::json to_hf_json() const;
   // Reads a Hugging Face config.json object; `where` names the source in errors.
   static ModelConfig from_hf_json(const nlohmann::json& j, const std::string& where);
-  // Named shapes: "tiny", "bench" (the CPU benchmark config), "llama-7b", "llama2-7b", "llama-13b",
+  // Named shapes: "tiny", "bench" (the CPU benchmark config), "bench-1b" (the GPU one, ~1.2B), "llama-7b", "llama2-7b", "llama-13b",
   // "llama2-13b", "llama3-8b".
   static ModelConfig preset(const std::string& name);
   static const char* preset_names();

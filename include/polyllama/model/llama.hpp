@@ -1,6 +1,10 @@
 #pragma once
 // LLaMA as explicit forward and backward passes over the backend's op table. Parameters, gradients and
 // activations each live in one arena, sized once by allocate_activations(); a training step allocates nothing.
+// Mixed precision (GPU training): the parameters the optimizer and checkpoints see stay in `dtype` (f32 master
+// weights, f32 gradients), the ops read a bf16 working copy of them (refresh_working_weights() after each update),
+// activations are bf16, and per-row statistics (rstd, saved attention state, loss rows) and the RoPE tables stay
+// f32 in an arena of their own. Without it every tensor is in `dtype`, as on the CPU.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,10 +25,12 @@ class LlamaModel {
  public:
   static constexpr int32_t kIgnoreIndex = -100;  // PyTorch's default for cross-entropy
 
-  LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype = DType::f32);
+  LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype = DType::f32, bool mixed_precision = false);
 
   const ModelConfig& config() const { return cfg_; }
-  DType dtype() const { return dtype_; }
+  DType dtype() const { return dtype_; }  // of parameters and gradients
+  DType compute_dtype() const { return act_dtype_; }  // of activations and of the weights the ops read
+  bool mixed_precision() const { return mixed_; }
   Backend& backend() { return be_; }
 
   // Parameters in Hugging Face order; the tied LM head is not a separate entry.
@@ -38,13 +44,16 @@ class LlamaModel {
 
   // N(0, std) for every matrix, ones for norm weights; a pure function of (seed, parameter name, index).
   void init_random(uint64_t seed, double std);
+  // Mixed precision: rounds the master weights into the bf16 working copy. Call after anything writes the
+  // parameters (optimizer step, checkpoint load); a no-op otherwise.
+  void refresh_working_weights();
 
   // Sizes every activation buffer for micro-batches of (batch, seq). Call once before training.
   void allocate_activations(int64_t batch, int64_t seq);
   int64_t batch() const { return B_; }
   int64_t seq() const { return T_; }
-  size_t activation_bytes() const { return acts_.bytes(); }
-  size_t parameter_bytes() const { return weights_.bytes(); }
+  size_t activation_bytes() const { return acts_.bytes() + stats_.bytes(); }
+  size_t parameter_bytes() const { return weights_.bytes() + work_.bytes(); }
 
   // One micro-batch: inputs and targets are (batch, seq) token ids; targets equal to kIgnoreIndex carry no
   // loss. Returns the summed loss over counted targets. With want_grad, gradients of
@@ -56,7 +65,8 @@ class LlamaModel {
                           const int32_t* doc_start = nullptr);
   void zero_grads();
 
-  // Forward only, writing every logit to logits (batch * seq, vocab): for tests and generation.
+  // Forward only, writing every logit to logits (batch * seq, vocab, in compute_dtype() or f32, in the
+  // backend's memory): for tests and generation.
   void forward_logits(const int32_t* inputs, Tensor logits, const int32_t* doc_start = nullptr);
 
  private:
@@ -64,7 +74,7 @@ class LlamaModel {
     size_t ln1, wq, wk, wv, wo, ln2, wg, wu, wd;
   };
   struct LayerActs {  // arena handles of what the backward pass reads
-    int res_in, ln1, rstd1, q, k, v, probs, att, res_mid, ln2, rstd2, gate, up, act;
+    int res_in, ln1, rstd1, q, k, v, saved, att, res_mid, ln2, rstd2, gate, up, act;  // rstd*, saved: in stats_
   };
   void register_params();
   size_t add_param(const std::string& name, std::initializer_list<int64_t> dims, bool decay);
@@ -74,16 +84,20 @@ class LlamaModel {
   // LM head and loss in row chunks, fused with the head's backward so full logits never exist at once.
   double head_and_loss(const int32_t* targets, double loss_scale, bool want_grad);
   void backward(const int32_t* inputs);
-  Tensor P(size_t i) const { return param(i); }
+  // The weights the ops read: the bf16 working copy under mixed precision, else the parameters themselves.
+  Tensor P(size_t i) const { return mixed_ ? work_.get(params_[i].handle) : param(i); }
   Tensor G(size_t i) const { return grad(i); }
   Tensor A(int h) const { return acts_.get(h); }
+  Tensor S(int h) const { return stats_.get(h); }
   Tensor head_weight() const { return P(cfg_.tie_word_embeddings ? embed_ : lm_head_); }
   Tensor head_grad() const { return G(cfg_.tie_word_embeddings ? embed_ : lm_head_); }
 
   ModelConfig cfg_;
   Backend& be_;
   DType dtype_;
-  Arena weights_, grads_, acts_;
+  bool mixed_;
+  DType act_dtype_, stat_dtype_;
+  Arena weights_, grads_, work_, acts_, stats_;  // work_: bf16 working weights (mixed precision only)
   std::vector<ParamInfo> params_;
   std::vector<Layer> layers_;
   size_t embed_ = 0, norm_ = 0, lm_head_ = 0;

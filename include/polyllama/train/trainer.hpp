@@ -42,9 +42,28 @@ struct TrainResult {
   double tokens_per_s = 0;
 };
 
-// Model and optimizer tensors under their checkpoint names (Hugging Face names; exp_avg.<name> ...).
+// Model and optimizer tensors under their checkpoint names (Hugging Face names; exp_avg.<name> ...), in the
+// backend's memory (see HostMirror for checkpoint I/O on a GPU).
 std::vector<NamedTensor> model_tensors(const LlamaModel& m);
 std::vector<NamedTensor> optimizer_tensors(const AdamW& opt);
+
+// Checkpoint files are read and written from host memory. On a backend whose tensors are host memory `host` is
+// the tensors themselves and pull/push do nothing; otherwise `host` holds host copies (same names, shapes and
+// dtypes) that pull() fills from the device and push() writes back to it.
+class HostMirror {
+ public:
+  HostMirror(Backend& be, std::vector<NamedTensor> device);
+  std::vector<NamedTensor> host;
+  void pull();
+  void push();
+
+ private:
+  Backend& be_;
+  std::vector<NamedTensor> device_;
+  std::vector<std::vector<char>> storage_;
+};
+// Reads a model.h5 into the model's parameters (through host memory when needed) and refreshes the working copy.
+void load_model_weights(const std::string& model_h5, LlamaModel& m);
 
 class Trainer {
  public:

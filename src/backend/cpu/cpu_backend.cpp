@@ -169,7 +169,8 @@ void CpuBackend::attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k,
 }
 
 void CpuBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
-                                    Tensor probs, Tensor scratch, const AttnSpan& span) {
+                                    Tensor /*out: the saved probabilities suffice*/, Tensor probs, Tensor scratch,
+                                    const AttnSpan& span) {
   same_dtype({dq, dk, dv, dout, q, k, v, probs, scratch});
   const cpu::AttnDims d = attention_dims(q, k, v, span);
   same_numel(dq, q, "attention dq");
@@ -185,7 +186,7 @@ void CpuBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout
   });
 }
 
-int64_t CpuBackend::attention_scratch_elems(int64_t, int64_t, int64_t seq) const {
+int64_t CpuBackend::attention_scratch_elems(int64_t, int64_t, int64_t seq, int64_t, int64_t) const {
   return static_cast<int64_t>(threads()) * seq * seq;  // one dS block per thread
 }
 

@@ -22,9 +22,14 @@ class CpuBackend final : public Backend {
   void swiglu_forward(Tensor out, Tensor gate, Tensor up) override;
   void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) override;
   void attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k, Tensor v, const AttnSpan& span) override;
-  void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor probs,
+  void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out,
+                          Tensor probs,
                           Tensor scratch, const AttnSpan& span) override;
-  int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq) const override;
+  int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq, int64_t kv_heads = 0,
+                                  int64_t head_dim = 0) const override;
+  int64_t attention_saved_elems(int64_t batch, int64_t heads, int64_t tq, int64_t tk) const override {
+    return batch * heads * tq * tk;
+  }
   void embedding_forward(Tensor out, Tensor table, const int32_t* ids) override;
   void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
   double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index, bool want_grad,

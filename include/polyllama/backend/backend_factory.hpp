@@ -1,0 +1,18 @@
+#pragma once
+// Backends by device name, for the command line: "cpu" always, "cuda" when built with CUDA and a GPU is present.
+#include <memory>
+#include <string>
+
+#include "polyllama/core/backend.hpp"
+
+namespace polyllama {
+
+// "cpu" (threads <= 0: OpenMP's default) or "cuda" (device 0). Fails with a user-facing message when the build
+// has no CUDA backend or no GPU is usable.
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
+
+// True when this build has the CUDA backend and a GPU is usable; otherwise `why` (when given) says what is
+// missing: "built without CUDA" or the CUDA runtime's reason (no driver, no device).
+bool cuda_available(std::string* why = nullptr);
+
+}  // namespace polyllama

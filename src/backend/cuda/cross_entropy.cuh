@@ -1,0 +1,14 @@
+#pragma once
+// Fused softmax cross-entropy over logits (N, V) in `dtype` (bf16 in training: fp32 logits never exist), one
+// block per row, arithmetic in f32. loss (N) f32; targets in device memory. With want_grad the logits are
+// overwritten by grad_scale * (softmax - onehot), zero rows where target == ignore_index.
+#include <cstdint>
+
+#include "context.hpp"
+
+namespace polyllama::cuda {
+
+void softmax_xent(CudaBackend::Context& ctx, DType dtype, void* logits, float* loss, const int32_t* targets,
+                  int32_t ignore_index, bool want_grad, double grad_scale, int64_t N, int64_t V);
+
+}  // namespace polyllama::cuda

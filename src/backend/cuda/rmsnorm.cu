@@ -1,0 +1,112 @@
+#include "device_util.cuh"
+#include "rmsnorm.cuh"
+
+namespace polyllama::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename T>
+__global__ void rmsnorm_forward_kernel(T* y, float* rstd, const T* x, const T* w, int64_t C, float eps) {
+  __shared__ float sh[32];
+  const int64_t n = blockIdx.x;
+  const T* xr = x + n * C;
+  float ss = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const float v = to_f32(xr[c]);
+    ss += v * v;
+  }
+  ss = block_sum(ss, sh);
+  const float r = rsqrtf(ss / static_cast<float>(C) + eps);
+  if (threadIdx.x == 0) rstd[n] = r;
+  T* yr = y + n * C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = from_f32<T>(to_f32(xr[c]) * r * to_f32(w[c]));
+}
+
+template <typename T>
+__global__ void rmsnorm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, const float* rstd, int64_t C) {
+  __shared__ float sh[32];
+  const int64_t n = blockIdx.x;
+  const T *xr = x + n * C, *gr = dy + n * C;
+  T* dxr = dx + n * C;
+  const float r = rstd[n];
+  float dot = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dot += to_f32(gr[c]) * to_f32(w[c]) * to_f32(xr[c]);
+  dot = block_sum(dot, sh);
+  const float k = dot * r * r * r / static_cast<float>(C);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+    dxr[c] = from_f32<T>(to_f32(dxr[c]) + r * to_f32(w[c]) * to_f32(gr[c]) - k * to_f32(xr[c]));
+}
+
+// Partial dw over one chunk of rows per blockIdx.y; one column per thread (coalesced across the warp).
+template <typename T>
+__global__ void rmsnorm_dw_partial_kernel(float* part, const T* dy, const T* x, const float* rstd, int64_t N,
+                                          int64_t C, int64_t rows_per_chunk) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
+  const int64_t r1 = r0 + rows_per_chunk < N ? r0 + rows_per_chunk : N;
+  float acc = 0;
+  for (int64_t n = r0; n < r1; ++n) acc += to_f32(dy[n * C + c]) * to_f32(x[n * C + c]) * rstd[n];
+  part[static_cast<int64_t>(blockIdx.y) * C + c] = acc;
+}
+
+__global__ void rmsnorm_dw_sum_kernel(float* dw, const float* part, int64_t chunks, int64_t C) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float acc = 0;
+  for (int64_t k = 0; k < chunks; ++k) acc += part[k * C + c];
+  dw[c] += acc;
+}
+
+}  // namespace
+
+void rmsnorm_forward(CudaBackend::Context& ctx, DType dtype, void* y, float* rstd, const void* x, const void* w,
+                     int64_t N, int64_t C, double eps) {
+  if (N == 0) return;
+  PL_CHECK(N <= 0x7fffffff, "rmsnorm: too many rows for one grid");
+  const auto e = static_cast<float>(eps);
+  if (dtype == DType::bf16)
+    rmsnorm_forward_kernel<<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(
+        static_cast<__nv_bfloat16*>(y), rstd, static_cast<const __nv_bfloat16*>(x),
+        static_cast<const __nv_bfloat16*>(w), C, e);
+  else
+    rmsnorm_forward_kernel<<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(
+        static_cast<float*>(y), rstd, static_cast<const float*>(x), static_cast<const float*>(w), C, e);
+  PL_CUDA_CHECK_LAUNCH("rmsnorm_forward_kernel");
+}
+
+template <typename T>
+static void rmsnorm_backward_t(CudaBackend::Context& ctx, T* dx, float* dw, const T* dy, const T* x, const T* w,
+                               const float* rstd, int64_t N, int64_t C) {
+  rmsnorm_dx_kernel<<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(dx, dy, x, w, rstd, C);
+  PL_CUDA_CHECK_LAUNCH("rmsnorm_dx_kernel");
+  // At most 1024 row chunks, and as many as the scratch holds: the chunking depends on N and C only.
+  const int64_t max_chunks = static_cast<int64_t>(ctx.reduce_bytes / sizeof(float)) / C;
+  PL_CHECK(max_chunks >= 1, "rmsnorm: width " + std::to_string(C) + " exceeds the reduction scratch");
+  int64_t chunks = N < 1024 ? N : 1024;
+  if (chunks > max_chunks) chunks = max_chunks;
+  const int64_t rows = ceil_div(N, chunks);
+  chunks = ceil_div(N, rows);
+  const dim3 grid(static_cast<unsigned>(ceil_div(C, kThreads)), static_cast<unsigned>(chunks));
+  rmsnorm_dw_partial_kernel<<<grid, kThreads, 0, ctx.stream>>>(ctx.reduce, dy, x, rstd, N, C, rows);
+  PL_CUDA_CHECK_LAUNCH("rmsnorm_dw_partial_kernel");
+  rmsnorm_dw_sum_kernel<<<static_cast<unsigned>(ceil_div(C, kThreads)), kThreads, 0, ctx.stream>>>(dw, ctx.reduce,
+                                                                                                   chunks, C);
+  PL_CUDA_CHECK_LAUNCH("rmsnorm_dw_sum_kernel");
+}
+
+void rmsnorm_backward(CudaBackend::Context& ctx, DType dtype, void* dx, float* dw, const void* dy, const void* x,
+                      const void* w, const float* rstd, int64_t N, int64_t C) {
+  if (N == 0) return;
+  PL_CHECK(N <= 0x7fffffff, "rmsnorm: too many rows for one grid");
+  if (dtype == DType::bf16)
+    rmsnorm_backward_t(ctx, static_cast<__nv_bfloat16*>(dx), dw, static_cast<const __nv_bfloat16*>(dy),
+                       static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(w), rstd, N, C);
+  else
+    rmsnorm_backward_t(ctx, static_cast<float*>(dx), dw, static_cast<const float*>(dy), static_cast<const float*>(x),
+                       static_cast<const float*>(w), rstd, N, C);
+}
+
+}  // namespace polyllama::cuda
