@@ -197,6 +197,7 @@ int run(const Opts& o) {
     j["completion"] = g.text;
     j["prompt_tokens"] = reqs[k].ids.size();
     j["completion_tokens"] = g.tokens.size();
+    j["completion_ids"] = g.tokens;
     j["finish_reason"] = g.finish_reason;
     j["tokens_per_s"] = g.seconds > 0 ? static_cast<double>(g.tokens.size()) / g.seconds : 0.0;
     mine += j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
@@ -224,7 +225,7 @@ int run(const Opts& o) {
   }
   const double tps = maxs[0] > 0 ? static_cast<double>(sums[1]) / maxs[0] : 0.0;
   std::fprintf(stderr,
-               "generate: %zu prompts on %d rank%s, %lld prompt + %lld generated tokens in %.2fs (prefill %.2fs, "
+               "generate: %zu prompt(s) on %d rank%s, %lld prompt + %lld generated tokens in %.2fs (prefill %.2fs, "
                "decode %.2fs): %.1f generated tokens/s | batch %lld, %d threads, %s | KV cache %zu KiB%s\n",
                prompts.size(), world_size, world_size > 1 ? "s" : "", static_cast<long long>(sums[0]),
                static_cast<long long>(sums[1]), maxs[0], maxs[1], maxs[2], tps,
@@ -248,7 +249,7 @@ RunFn add_generate(CLI::App& app) {
       "generate",
       "Text from a checkpoint, with a KV cache. --prompt TEXT streams one completion to the terminal; --input "
       "FILE.jsonl ({\"prompt\": ...} per line) writes JSONL (prompt, completion, token counts, finish_reason, "
-      "tokens_per_s) in input order, the prompts split across mpirun ranks. --chat prompts through the template the "
+      "completion_ids, tokens_per_s) in input order, the prompts split across mpirun ranks. --chat prompts through the template the "
       "checkpoint was instruction-tuned with. Greedy unless --temperature > 0. Examples: "
       "polyllama generate --ckpt run --prompt 'Once upon a time' --max-new-tokens 64 | "
       "mpirun -np 4 polyllama generate --ckpt sft --chat --input questions.jsonl --output answers.jsonl "
