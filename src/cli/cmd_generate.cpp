@@ -90,6 +90,11 @@ std::vector<Prompt> read_prompts(const Opts& o, const ChatTemplate* tpl) {
       }
       if (o.system.size() && p.conv.system.empty()) p.conv.system = o.system;
       p.text = p.conv.turns.back().content;
+      if (j.contains("instruction")) {  // the record's own fields rather than the template's rendering of them
+        p.text = j["instruction"].get<std::string>();
+        if (j.contains("input") && j["input"].is_string() && !j["input"].get<std::string>().empty())
+          p.passthrough["input"] = j["input"];
+      }
     } else {
       fail_input(where + ": no \"prompt\" field (with --chat, Alpaca records and {\"messages\": [...]} "
                          "conversations are read too)");
