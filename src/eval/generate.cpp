@@ -108,6 +108,7 @@ std::vector<GenOutput> generate(LlamaModel& model, const Tokenizer& tok, const G
   std::vector<Batch> batches;
   DecodeLimits lim;
   lim.max_batch = std::min<int64_t>(cfg.batch_size, static_cast<int64_t>(requests.size()));
+  lim.max_chunk = 1;
   for (size_t i0 = 0; i0 < order.size(); i0 += static_cast<size_t>(cfg.batch_size)) {
     Batch b;
     int64_t most_new = 0;
@@ -121,7 +122,6 @@ std::vector<GenOutput> generate(LlamaModel& model, const Tokenizer& tok, const G
     lim.max_chunk = std::max(lim.max_chunk, std::min(cfg.prefill_chunk, b.L));
     batches.push_back(std::move(b));
   }
-  lim.max_chunk = std::min(lim.max_chunk, cfg.prefill_chunk);
   LlamaDecoder dec(model, lim);
   Sampler sampler(cfg.sampling);
   const TextTracker tt(tok, cfg.stop);
