@@ -65,9 +65,9 @@ class TextTracker {
           hold = n;
           break;
         }
-    const size_t rep = text.rfind(kReplacement);
-    if (rep != std::string::npos && rep + 3 == text.size()) hold = std::max(hold, size_t{3});
-    return hold;
+    size_t rep = 0;  // the trailing run of replacement characters: bytes of a character still arriving
+    while (rep + 3 <= text.size() && text.compare(text.size() - rep - 3, 3, kReplacement) == 0) rep += 3;
+    return std::max(hold, rep);
   }
 
  private:

@@ -151,6 +151,30 @@ TEST(Generate, StopStringsEndTheCompletionBeforeThem) {
   EXPECT_EQ(five.tokens, std::vector<int32_t>(plain.tokens.begin(), plain.tokens.begin() + 5));
 }
 
+// This model samples SentencePiece byte pieces freely, so its text is full of characters whose bytes arrive over
+// several tokens (decoded as U+FFFD until complete): what is streamed must never be taken back.
+TEST(Generate, StreamedTextAddsUpToTheFinalText) {
+  Fixture fx;
+  const std::vector<RefCase> cases = reference_cases();
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 30;
+  cfg.sampling.temperature = 1.5;
+  cfg.stop = {"ab", "\xE3\x80\x82"};
+  cfg.batch_size = 4;
+  int replacement_seen = 0;
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    cfg.sampling.seed = seed;
+    std::vector<std::string> streamed(cases.size());
+    const std::vector<GenOutput> outs = generate(*fx.model, fx.tok, cfg, requests_of(cases),
+                                                 [&](size_t i, const std::string& t) { streamed[i] += t; });
+    for (size_t i = 0; i < cases.size(); ++i) {
+      EXPECT_EQ(streamed[i], outs[i].text) << "seed " << seed << " prompt " << i;
+      replacement_seen += outs[i].text.find("\xEF\xBF\xBD") != std::string::npos;
+    }
+  }
+  EXPECT_GT(replacement_seen, 0) << "the check should meet unfinished characters";
+}
+
 TEST(Generate, EosEndsTheCompletionUnlessIgnored) {
   Fixture fx;
   const std::vector<RefCase> cases = reference_cases();
