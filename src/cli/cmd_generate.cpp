@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-
 #include <nlohmann/json.hpp>
 
 #include "polyllama/backend/cpu/cpu_backend.hpp"
@@ -34,9 +33,9 @@ struct Opts {
 
 // One prompt of the input, not yet tokenized.
 struct Prompt {
-  std::string where;  // FILE:LINE, or "--prompt"
-  std::string text;   // the prompt as given (the last user message of a conversation)
-  Conversation conv;  // with --chat
+  std::string where;                  // FILE:LINE, or "--prompt"
+  std::string text;                   // the prompt as given (the last user message of a conversation)
+  Conversation conv;                  // with --chat
   json passthrough = json::object();  // "id" and a record's reference answer, copied to the output
 };
 
@@ -96,8 +95,9 @@ std::vector<Prompt> read_prompts(const Opts& o, const ChatTemplate* tpl) {
           p.passthrough["input"] = j["input"];
       }
     } else {
-      fail_input(where + ": no \"prompt\" field (with --chat, Alpaca records and {\"messages\": [...]} "
-                         "conversations are read too)");
+      fail_input(where +
+                 ": no \"prompt\" field (with --chat, Alpaca records and {\"messages\": [...]} "
+                 "conversations are read too)");
     }
     out.push_back(std::move(p));
   }
@@ -131,7 +131,8 @@ int run(const Opts& o) {
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   if (o.tp != 1)
-    fail_input("--tp " + std::to_string(o.tp) + ": tensor-parallel generation arrives with the distributed issue "
+    fail_input("--tp " + std::to_string(o.tp) +
+               ": tensor-parallel generation arrives with the distributed issue "
                "(data and tensor parallelism); in this version every rank holds the whole model (--tp 1) and "
                "mpirun ranks split the prompt file (data parallel)");
   if (o.prompt.empty() == o.input.empty()) fail_input("give exactly one of --prompt TEXT and --input FILE.jsonl");
@@ -149,8 +150,9 @@ int run(const Opts& o) {
     else if (!meta.chat_template_json.empty())
       tpl = std::make_unique<ChatTemplate>(ChatTemplate::from_json(meta.chat_template_json, h5 + ": chat_template"));
     else
-      fail_input(dir + " holds no chat template (it was not instruction-tuned by `polyllama sft`): pass --template "
-                       "NAME or drop --chat");
+      fail_input(dir +
+                 " holds no chat template (it was not instruction-tuned by `polyllama sft`): pass --template "
+                 "NAME or drop --chat");
   } else if (!o.tpl.empty() || !o.system.empty()) {
     fail_input("--template and --system apply with --chat only");
   }
@@ -236,14 +238,13 @@ int run(const Opts& o) {
                static_cast<long long>(sums[1]), maxs[0], maxs[1], maxs[2], tps,
                static_cast<long long>(o.gen.batch_size), be.threads(), o.dtype.c_str(), st.cache_bytes >> 10,
                outs.size() == 1 ? (", finish: " + outs[0].finish_reason).c_str() : "");
-  print_json_summary(o.json && o.prompt.empty() && !o.output.empty(),
-                     json{{"prompts", prompts.size()},
-                          {"ranks", world_size},
-                          {"prompt_tokens", sums[0]},
-                          {"generated_tokens", sums[1]},
-                          {"seconds", maxs[0]},
-                          {"tokens_per_s", tps}}
-                         .dump());
+  print_json_summary(o.json && o.prompt.empty() && !o.output.empty(), json{{"prompts", prompts.size()},
+                                                                           {"ranks", world_size},
+                                                                           {"prompt_tokens", sums[0]},
+                                                                           {"generated_tokens", sums[1]},
+                                                                           {"seconds", maxs[0]},
+                                                                           {"tokens_per_s", tps}}
+                                                                          .dump());
   return 0;
 }
 
@@ -254,7 +255,8 @@ RunFn add_generate(CLI::App& app) {
       "generate",
       "Text from a checkpoint, with a KV cache. --prompt TEXT streams one completion to the terminal; --input "
       "FILE.jsonl ({\"prompt\": ...} per line) writes JSONL (prompt, completion, token counts, finish_reason, "
-      "completion_ids, tokens_per_s) in input order, the prompts split across mpirun ranks. --chat prompts through the template the "
+      "completion_ids, tokens_per_s) in input order, the prompts split across mpirun ranks. --chat prompts through the "
+      "template the "
       "checkpoint was instruction-tuned with. Greedy unless --temperature > 0. Examples: "
       "polyllama generate --ckpt run --prompt 'Once upon a time' --max-new-tokens 64 | "
       "mpirun -np 4 polyllama generate --ckpt sft --chat --input questions.jsonl --output answers.jsonl "
@@ -291,8 +293,9 @@ RunFn add_generate(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "compute dtype on the CPU: f32 or f64")->capture_default_str();
   cmd->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   cmd->add_option("--tp", o->tp, "tensor-parallel ranks (only 1 in this version)")->capture_default_str();
-  cmd->add_flag("--json", o->json,
-                "with --prompt: print the JSONL record instead of streaming; with --input and --output: a JSON summary line");
+  cmd->add_flag(
+      "--json", o->json,
+      "with --prompt: print the JSONL record instead of streaming; with --input and --output: a JSON summary line");
   return [cmd, o]() { return cmd->parsed() ? run(*o) : 0; };
 }
 

@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{"polyllama " POLYLLAMA_VERSION
                ": move a LLaMA model to a new language. Verbs, in pipeline order: tokenizer (train, stats), data, "
-               "init or convert, pretrain, sft, generate; bench measures a training step. `polyllama VERB --help` explains each."};
+               "init or convert, pretrain, sft, generate; bench measures a training step. `polyllama VERB --help` "
+               "explains each."};
   app.require_subcommand(1);
   app.set_version_flag("--version", POLYLLAMA_VERSION);
   // In the order the subcommands are added: verbs[i] runs app.get_subcommands({})[i].

@@ -9,13 +9,19 @@ namespace polyllama {
 namespace {
 
 // x @ W^T for Hugging Face's [out, in] weights: y = x W^T + beta y.
-void linear(Backend& be, Tensor y, Tensor x, Tensor w, double beta = 0.0) { be.matmul(y, x, w, false, true, 1.0, beta); }
+void linear(Backend& be, Tensor y, Tensor x, Tensor w, double beta = 0.0) {
+  be.matmul(y, x, w, false, true, 1.0, beta);
+}
 
 }  // namespace
 
 LlamaDecoder::LlamaDecoder(LlamaModel& model, const DecodeLimits& limits)
-    : model_(model), be_(model.backend()), cfg_(model.config()), lim_(limits),
-      cache_("kv_cache", model.dtype(), &model.backend()), acts_("decode_activations", model.dtype(), &model.backend()) {
+    : model_(model),
+      be_(model.backend()),
+      cfg_(model.config()),
+      lim_(limits),
+      cache_("kv_cache", model.dtype(), &model.backend()),
+      acts_("decode_activations", model.dtype(), &model.backend()) {
   PL_CHECK(lim_.max_batch > 0 && lim_.max_chunk > 0 && lim_.max_cache > 0,
            "decode limits: batch, chunk and cache must be positive");
   lim_.max_chunk = std::min(lim_.max_chunk, lim_.max_cache);
@@ -74,10 +80,10 @@ LlamaDecoder::LlamaDecoder(LlamaModel& model, const DecodeLimits& limits)
 }
 
 void LlamaDecoder::begin(int64_t batch, int64_t capacity, const std::vector<int32_t>& pad) {
-  PL_CHECK(batch > 0 && batch <= lim_.max_batch, "decode batch " + std::to_string(batch) + " beyond " +
-                                                      std::to_string(lim_.max_batch));
-  PL_CHECK(capacity > 0 && capacity <= lim_.max_cache, "decode cache of " + std::to_string(capacity) +
-                                                           " positions beyond " + std::to_string(lim_.max_cache));
+  PL_CHECK(batch > 0 && batch <= lim_.max_batch,
+           "decode batch " + std::to_string(batch) + " beyond " + std::to_string(lim_.max_batch));
+  PL_CHECK(capacity > 0 && capacity <= lim_.max_cache,
+           "decode cache of " + std::to_string(capacity) + " positions beyond " + std::to_string(lim_.max_cache));
   PL_CHECK(pad.empty() || static_cast<int64_t>(pad.size()) == batch, "one padding count per row");
   B_ = batch, cap_ = capacity, len_ = 0;
   pad_ = pad.empty() ? std::vector<int32_t>(static_cast<size_t>(batch), 0) : pad;
@@ -112,8 +118,8 @@ void LlamaDecoder::append(const int32_t* tokens, int64_t T, std::vector<double>*
 
 void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,
                                  std::vector<double>* logits_out) {
-  const int64_t B = B_, N = B * Tc, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads,
-                D = cfg_.head_dim(), KVd = KV * D, V = cfg_.vocab_size;
+  const int64_t B = B_, N = B * Tc, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, D = cfg_.head_dim(),
+                KVd = KV * D, V = cfg_.vocab_size;
   const int64_t kv_len = len_ + Tc;
   // Row b's token at cache position p sits at RoPE position p - pad[b]. A padding query (p < pad[b]) sees only
   // itself; real queries start at pad[b], so no real token ever reads padding.

@@ -10,9 +10,8 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "polyllama/backend/cpu/cpu_backend.hpp"
 #include "polyllama/ckpt/hf_folder.hpp"
@@ -36,7 +35,8 @@ std::vector<RefCase> reference_cases() {
   const nlohmann::json j = nlohmann::json::parse(f);
   std::vector<RefCase> out;
   for (const auto& c : j.at("cases"))
-    out.push_back({c.at("text"), c.at("prompt_ids").get<std::vector<int32_t>>(), c.at("tokens").get<std::vector<int32_t>>()});
+    out.push_back(
+        {c.at("text"), c.at("prompt_ids").get<std::vector<int32_t>>(), c.at("tokens").get<std::vector<int32_t>>()});
   return out;
 }
 
@@ -165,8 +165,8 @@ TEST(Generate, StreamedTextAddsUpToTheFinalText) {
   for (uint64_t seed = 0; seed < 10; ++seed) {
     cfg.sampling.seed = seed;
     std::vector<std::string> streamed(cases.size());
-    const std::vector<GenOutput> outs = generate(*fx.model, fx.tok, cfg, requests_of(cases),
-                                                 [&](size_t i, const std::string& t) { streamed[i] += t; });
+    const std::vector<GenOutput> outs =
+        generate(*fx.model, fx.tok, cfg, requests_of(cases), [&](size_t i, const std::string& t) { streamed[i] += t; });
     for (size_t i = 0; i < cases.size(); ++i) {
       EXPECT_EQ(streamed[i], outs[i].text) << "seed " << seed << " prompt " << i;
       replacement_seen += outs[i].text.find("\xEF\xBF\xBD") != std::string::npos;
@@ -209,8 +209,9 @@ TEST(Generate, EosEndsTheCompletionUnlessIgnored) {
 TEST(Generate, PromptsWithoutRoomAreRefused) {
   Fixture fx;
   GenerateConfig cfg;
-  const auto [code, msg] =
-      test::error_of([&] { generate(*fx.model, fx.tok, cfg, {{std::vector<int32_t>(64, 5), 0}}); });
+  const auto [code, msg] = test::error_of([&] {
+    generate(*fx.model, fx.tok, cfg, {{std::vector<int32_t>(64, 5), 0}});
+  });
   EXPECT_EQ(code, kExitBadInput);
   EXPECT_NE(msg.find("max_position_embeddings 64"), std::string::npos) << msg;
 }

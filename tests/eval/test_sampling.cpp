@@ -58,7 +58,8 @@ TEST(Sampling, TemperatureSharpens) {
 TEST(Sampling, TopPKeepsTheSmallestSetReachingP) {
   expect_dist(dist(with(1.0, 0, 0.8), kLogits), {{0, 0.731059}, {1, 0.268941}});
   expect_dist(dist(with(1.0, 0, 0.6), kLogits), {{0, 1.0}});  // the first token alone reaches 0.6
-  expect_dist(dist(with(1.0, 0, 0.9), kLogits), {{0, 0.665241}, {1, 0.244728}, {2, 0.090031}});  // (e^2, e, 1) / 11.107338
+  expect_dist(dist(with(1.0, 0, 0.9), kLogits),
+              {{0, 0.665241}, {1, 0.244728}, {2, 0.090031}});  // (e^2, e, 1) / 11.107338
 }
 
 TEST(Sampling, TopKKeepsTheKMostLikely) {

@@ -143,9 +143,10 @@ TEST_P(Decode, LeftPaddedRowsEachEqualTheirOwnFullRecomputation) {
     if (s == retire_after) dec.retire(retire_row);
     std::vector<int32_t> next(static_cast<size_t>(B));
     for (int64_t b = 0; b < B; ++b)
-      next[static_cast<size_t>(b)] = b == retire_row && s >= retire_after
-                                         ? 0
-                                         : seqs[static_cast<size_t>(b)][static_cast<size_t>(len[static_cast<size_t>(b)] + s)];
+      next[static_cast<size_t>(b)] =
+          b == retire_row && s >= retire_after
+              ? 0
+              : seqs[static_cast<size_t>(b)][static_cast<size_t>(len[static_cast<size_t>(b)] + s)];
     dec.append(next.data(), 1, &logits);
   }
   std::printf("[ decode ] %s%s: left-padded batch of 3, worst relative error vs each row alone: %.2e\n",

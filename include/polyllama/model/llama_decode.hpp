@@ -19,9 +19,9 @@
 namespace polyllama {
 
 struct DecodeLimits {
-  int64_t max_batch = 1;   // rows per batch
-  int64_t max_chunk = 64;  // tokens per row per forward (a longer append is split into chunks)
-  int64_t max_cache = 0;   // cache positions per row (padding included)
+  int64_t max_batch = 1;    // rows per batch
+  int64_t max_chunk = 64;   // tokens per row per forward (a longer append is split into chunks)
+  int64_t max_cache = 0;    // cache positions per row (padding included)
   bool all_logits = false;  // append() may return the logits of every new position (tests), not only the last
 };
 
@@ -40,7 +40,7 @@ class LlamaDecoder {
   // a finished row never runs past max_position_embeddings while the others continue.
   void retire(int64_t row);
 
-  int64_t length() const { return len_; }      // cache positions filled, padding included
+  int64_t length() const { return len_; }  // cache positions filled, padding included
   int64_t capacity() const { return cap_; }
   int64_t batch() const { return B_; }
   size_t cache_bytes() const { return cache_.bytes(); }
