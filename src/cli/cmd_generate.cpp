@@ -191,7 +191,9 @@ int run(const Opts& o) {
     std::fflush(stdout);
   };
   GenStats st;
-  const std::vector<GenOutput> outs = generate(model, tok, o.gen, reqs, streaming ? stream : StreamFn(), &st);
+  GenerateConfig gen = o.gen;
+  gen.text_after_prompt = !o.chat;  // a chat answer reads on its own, without the space SentencePiece prefixed
+  const std::vector<GenOutput> outs = generate(model, tok, gen, reqs, streaming ? stream : StreamFn(), &st);
   if (streaming) std::fputs("\n", stdout);
 
   std::string mine;

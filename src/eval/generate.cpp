@@ -145,7 +145,8 @@ std::vector<GenOutput> generate(LlamaModel& model, const Tokenizer& tok, const G
       pad[static_cast<size_t>(b)] = static_cast<int32_t>(L - n);
       std::copy(ids.begin(), ids.end(), feed.begin() + b * L + (L - n));
       r.seen = ids;
-      r.ctx.assign(ids.end() - static_cast<std::ptrdiff_t>(std::min(ids.size(), kContextTokens)), ids.end());
+      if (cfg.text_after_prompt)
+        r.ctx.assign(ids.end() - static_cast<std::ptrdiff_t>(std::min(ids.size(), kContextTokens)), ids.end());
       r.ctx.erase(std::remove_if(r.ctx.begin(), r.ctx.end(), [&](int32_t id) { return id >= tok.vocab_size(); }),
                   r.ctx.end());
       r.ctx_text = tok.decode(r.ctx);

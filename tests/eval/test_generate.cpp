@@ -175,6 +175,28 @@ TEST(Generate, StreamedTextAddsUpToTheFinalText) {
   EXPECT_GT(replacement_seen, 0) << "the check should meet unfinished characters";
 }
 
+// Plain prompts: the completion's text continues the prompt's (SentencePiece's dummy-prefix space of its first
+// piece stays); chat answers (text_after_prompt = false) read on their own, as tokenizer.decode(answer ids).
+TEST(Generate, CompletionTextContinuesThePromptOrStandsAlone) {
+  Fixture fx;
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 12;
+  const std::vector<int32_t> prompt = fx.tok.encode("The river");
+  std::vector<int32_t> ids = {fx.tok.bos_id()};
+  ids.insert(ids.end(), prompt.begin(), prompt.end());
+  const GenOutput plain = generate(*fx.model, fx.tok, cfg, {{ids, 0}})[0];
+  std::vector<int32_t> known;  // the tokenizer's ids among those generated
+  for (int32_t id : plain.tokens)
+    if (id < fx.tok.vocab_size()) known.push_back(id);
+  std::vector<int32_t> both = ids;
+  both.insert(both.end(), known.begin(), known.end());
+  EXPECT_EQ(fx.tok.decode(ids) + plain.text, fx.tok.decode(both));
+  cfg.text_after_prompt = false;
+  const GenOutput alone = generate(*fx.model, fx.tok, cfg, {{ids, 0}})[0];
+  EXPECT_EQ(alone.tokens, plain.tokens);
+  EXPECT_EQ(alone.text, fx.tok.decode(known));
+}
+
 TEST(Generate, EosEndsTheCompletionUnlessIgnored) {
   Fixture fx;
   const std::vector<RefCase> cases = reference_cases();

@@ -22,8 +22,11 @@ struct GenerateConfig {
   int64_t max_new_tokens = 128;
   std::vector<std::string> stop;  // the completion ends before the first of these (not included in the text)
   bool ignore_eos = false;        // keep going after EOS (benchmarks)
-  int64_t batch_size = 8;         // prompts per batch
-  int64_t prefill_chunk = 128;    // prompt tokens per row per forward pass
+  // The text of a completion as the continuation of its prompt ("The river" + " carries": the leading space
+  // stays); false: decoded on its own, as Hugging Face decodes a chat answer (the dummy-prefix space goes).
+  bool text_after_prompt = true;
+  int64_t batch_size = 8;       // prompts per batch
+  int64_t prefill_chunk = 128;  // prompt tokens per row per forward pass
   void validate() const;
 };
 
