@@ -7,7 +7,8 @@
 # Usage: tools/gpu-check.sh [--no-gpu] [--quick]
 #   --no-gpu   prove the path on a machine without a GPU: same unpack and build, then the CPU tests (GPU tests skip)
 #   --quick    a smaller benchmark (fewer layers) when time is short
-# Environment: GPU_DEPS (.gpu-deps: the .deb files), DEPS_PREFIX (${TMPDIR:-/tmp}/polyllama-deps), BUILD_DIR
+# Environment: PROFILE=1 (also a per-op profile of the benchmark step), BENCH_MICRO_BATCH (4), BENCH_ARGS (more
+# bench flags), GPU_DEPS (.gpu-deps: the .deb files), DEPS_PREFIX (${TMPDIR:-/tmp}/polyllama-deps), BUILD_DIR
 # (build-gpu), CUDA_ARCH (90), CUDNN_ROOT / NCCL_ROOT (found from the toolkit or the Python wheels when unset),
 # OUT (where logs and the summary go; default BUILD_DIR/gpu-check).
 set -euo pipefail
@@ -47,7 +48,7 @@ if [[ ! -f $P/.complete || $P/.complete -ot $debs ]]; then
 fi
 export OPAL_PREFIX=$P/usr  # Open MPI's wrappers and its plugins relocate to the prefix
 # PMIx (under Open MPI) loads plugins from its build-time path, where a GPU image may hold another PMIx's.
-export PMIX_INSTALL_PREFIX=$P/usr/lib/$ma/pmix2
+export PMIX_MCA_mca_base_component_path=$P/usr/lib/$ma/pmix2/lib/pmix PMIX_MCA_pcompress_base_silence_warning=1
 export HDF5_USE_SHLIB=yes  # the shared libhdf5, which brings its own dependencies
 export PATH=$P/usr/bin:$PATH
 libs=$P/usr/lib/$ma:$P/usr/lib/$ma/openmpi/lib:$P/usr/lib/$ma/hdf5/openmpi:$P/usr/lib/$ma/openblas-openmp
@@ -134,6 +135,12 @@ for k, v in rows: print(f"{k:<34} {v}")
 PY
 else
   row "polyllama bench" "no result (rc $bench_rc): $(tail -3 "$out/bench.log" | tr '\n' ' ' | cut -c1-300)"
+fi
+if [[ -n ${PROFILE:-} ]]; then  # where the step's time goes (every op synchronised, so slower in total)
+  # shellcheck disable=SC2086
+  timeout 300 ./polyllama bench --device cuda --preset bench-1b --num-hidden-layers $layers --seq-len 2048 \
+    --micro-batch "$mb" --steps 3 --warmup 2 --profile ${BENCH_ARGS:-} > "$out/bench_profile.log" 2>&1 || true
+  grep -vE "pmix|PMIx|dlopen|Perhaps|^-+$|^$" "$out/bench_profile.log" | tail -22 >> "$summary" || true
 fi
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
   timeout 300 python3 "$root/tools/bench/torch_gpu_step.py" --layers $layers --batch "$mb" > "$out/torch_bench.txt" 2>&1 \
