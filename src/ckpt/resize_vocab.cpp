@@ -47,12 +47,14 @@ void copy_tensor(const TensorFileReader& r, TensorFileWriter& w, const std::stri
 int64_t grow_tensor(const TensorFileReader& r, TensorFileWriter& w, const std::string& name, const VocabResize& p,
                     bool zero_new_rows) {
   const std::vector<int64_t> sh = r.shape(name);
-  if (sh.size() != 2 || sh[0] != p.old_rows)
-    fail_input(r.path() + ": '" + name + "' should have " + std::to_string(p.old_rows) +
+  const int64_t file_rows = p.file_rows > 0 ? p.file_rows : p.old_rows;
+  if (sh.size() != 2 || sh[0] != file_rows)
+    fail_input(r.path() + ": '" + name + "' should have " + std::to_string(file_rows) +
                " rows (the config's vocab_size) and one more dim");
   const int64_t cols = sh[1], n_new = p.new_rows - p.old_rows;
   w.begin(name, {p.new_rows, cols});
-  const bool subword = !zero_new_rows && p.init == VocabInit::subword_mean;
+  const VocabInit init = ends_with(name, "lm_head.weight") ? p.head_init : p.init;
+  const bool subword = !zero_new_rows && init == VocabInit::subword_mean;
   // The new rows' sums are accumulated in fp64 in groups that fit the budget; the first pass also copies the
   // old rows and sums all of them (for `mean` and for pieces without a recipe).
   const int64_t group = subword ? std::max<int64_t>(1, std::min(n_new, p.budget_bytes / (cols * 8))) : n_new;
@@ -91,7 +93,7 @@ int64_t grow_tensor(const TensorFileReader& r, TensorFileWriter& w, const std::s
       float* o = out.data() + k * cols;
       const int64_t row = p.old_rows + g0 + k;
       const size_t recipe_len = subword ? p.recipes[static_cast<size_t>(g0 + k)].size() : 0;
-      if (p.init == VocabInit::normal) {
+      if (init == VocabInit::normal) {
         for (int64_t c = 0; c < cols; ++c)
           o[c] = static_cast<float>(p.std * random_normal(p.seed, stream, static_cast<uint64_t>(row * cols + c)));
       } else if (recipe_len > 0) {
@@ -112,17 +114,17 @@ int64_t grow_tensor(const TensorFileReader& r, TensorFileWriter& w, const std::s
 }  // namespace
 
 void VocabResize::validate() const {
-  if (old_rows <= 0 || new_rows < old_rows)
-    fail_input("resize-vocab: " + std::to_string(new_rows) + " rows cannot replace " + std::to_string(old_rows) +
-               " (the vocabulary only grows)");
-  if (init == VocabInit::subword_mean) {
+  if (old_rows <= 0 || new_rows < std::max(old_rows, file_rows) || (file_rows > 0 && file_rows < old_rows))
+    fail_input("resize-vocab: " + std::to_string(new_rows) + " rows cannot replace " +
+               std::to_string(std::max(old_rows, file_rows)) + " (the vocabulary only grows)");
+  if (init == VocabInit::subword_mean || head_init == VocabInit::subword_mean) {
     PL_CHECK(static_cast<int64_t>(recipes.size()) == new_rows - old_rows, "one recipe per new row");
     for (const auto& rec : recipes)
       for (const int32_t id : rec)
         if (id < 0 || id >= old_rows)
           fail_input("resize-vocab: a new piece's subword id " + std::to_string(id) + " is not an old row");
   }
-  if (init == VocabInit::normal && !(std >= 0)) fail_input("resize-vocab: --std must be >= 0");
+  if (!(std >= 0)) fail_input("resize-vocab: --std must be >= 0");
   if (budget_bytes <= 0) fail_input("resize-vocab: the memory budget must be positive");
 }
 

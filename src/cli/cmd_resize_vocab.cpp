@@ -1,5 +1,6 @@
 #include <mpi.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -42,7 +43,7 @@ RunFn add_resize_vocab(CLI::App& app) {
       "--tokenizer llama2-zh.model --out run-zh");
   add_config_file(cmd);
   struct Opts {
-    std::string in, tokenizer, out, init = "subword-mean";
+    std::string in, tokenizer, out, init = "subword-mean", head_init;
     double std = 0.02;
     uint64_t seed = 1234;
     int64_t budget_mib = 256;
@@ -58,6 +59,10 @@ RunFn add_resize_vocab(CLI::App& app) {
                   "new rows: subword-mean (the mean of the old rows of the pieces the old tokenizer splits the new "
                   "piece's text into), mean (of all old rows) or normal (N(0, --std))")
       ->check(CLI::IsMember({"subword-mean", "mean", "normal"}))->capture_default_str();
+  cmd->add_option("--head-init", o->head_init,
+                  "new rows of an untied LM head, if they should start differently from the embedding's (default: "
+                  "--init)")
+      ->check(CLI::IsMember({"subword-mean", "mean", "normal"}));
   cmd->add_option("--std", o->std, "--init normal: standard deviation")->capture_default_str();
   cmd->add_option("--seed", o->seed, "--init normal: seed")->capture_default_str();
   cmd->add_option("--memory-mib", o->budget_mib,
@@ -82,20 +87,33 @@ RunFn add_resize_vocab(CLI::App& app) {
       fail_input("--out must differ from the checkpoint's own run directory");
 
     VocabResize plan;
-    plan.old_rows = cfg.vocab_size;
+    const int64_t base_pieces = Tokenizer::from_bytes(meta.tokenizer_bytes, model_h5).vocab_size();
+    plan.file_rows = cfg.vocab_size;
+    plan.old_rows = std::min(cfg.vocab_size, base_pieces);
     plan.new_rows = merged.vocab_size();
-    plan.init = o->init == "mean" ? VocabInit::mean : o->init == "normal" ? VocabInit::normal : VocabInit::subword_mean;
+    if (plan.file_rows > plan.old_rows && plan.new_rows > plan.old_rows)
+      log_warn(fmt("the checkpoint has %lld rows for %lld pieces: padding rows %lld..%lld now belong to new pieces "
+                   "and are initialised like them",
+                   static_cast<long long>(plan.file_rows), static_cast<long long>(base_pieces),
+                   static_cast<long long>(plan.old_rows), static_cast<long long>(plan.file_rows - 1)));
+    auto init_of = [](const std::string& s) {
+      return s == "mean" ? VocabInit::mean : s == "normal" ? VocabInit::normal : VocabInit::subword_mean;
+    };
+    plan.init = init_of(o->init);
+    plan.head_init = init_of(o->head_init.empty() ? o->init : o->head_init);
+    if (!o->head_init.empty() && cfg.tie_word_embeddings)
+      log_warn("--head-init is ignored: the LM head is tied to the embedding");
     plan.std = o->std;
     plan.seed = o->seed;
     plan.budget_bytes = o->budget_mib << 20;
-    if (plan.new_rows <= plan.old_rows)
+    if (plan.new_rows <= plan.file_rows)
       fail_input(o->tokenizer + " has " + std::to_string(plan.new_rows) + " pieces; the checkpoint already has " +
-                 std::to_string(plan.old_rows) + " rows (nothing to grow)");
+                 std::to_string(plan.file_rows) + " rows (nothing to grow)");
     // Even for other inits: the new tokenizer must extend the checkpoint's, or old ids would change meaning.
     plan.recipes = subword_recipes(meta.tokenizer_bytes, merged.model_bytes(), plan.old_rows, o->tokenizer);
     int64_t from_subwords = 0, pieces = 0;
     for (const auto& r : plan.recipes) from_subwords += r.empty() ? 0 : 1, pieces += static_cast<int64_t>(r.size());
-    if (plan.init != VocabInit::subword_mean) plan.recipes.clear();
+    if (plan.init != VocabInit::subword_mean && plan.head_init != VocabInit::subword_mean) plan.recipes.clear();
 
     config["vocab_size"] = plan.new_rows;
     meta.config_json = config.dump();
@@ -109,10 +127,10 @@ RunFn add_resize_vocab(CLI::App& app) {
     if (has_optim) os = resize_tensor_file(step_dir + "/optim.h5", tmp + "/optim.h5", plan, true, nullptr);
     read_meta(tmp + "/model.h5");
     const std::string dir = publish_checkpoint(ckpt_root, step);
-    log_info(fmt("%s: vocabulary %lld -> %lld rows (%s%s), %lld tensors copied, %lld grown in %lld passes%s -> %s",
-                 step_dir.c_str(), static_cast<long long>(plan.old_rows), static_cast<long long>(plan.new_rows),
-                 o->init.c_str(),
-                 plan.init == VocabInit::subword_mean
+    log_info(fmt("%s: vocabulary %lld -> %lld rows (%s%s); %lld tensors, %lld of them grown (%lld passes over old rows)%s -> %s",
+                 step_dir.c_str(), static_cast<long long>(plan.file_rows), static_cast<long long>(plan.new_rows),
+                 (o->init + (o->head_init.empty() || o->head_init == o->init ? "" : ", head " + o->head_init)).c_str(),
+                 !plan.recipes.empty()
                      ? fmt(": %lld rows from %.2f subword rows on average, %lld without a text take the mean",
                            static_cast<long long>(from_subwords),
                            from_subwords ? static_cast<double>(pieces) / static_cast<double>(from_subwords) : 0.0,
@@ -121,7 +139,7 @@ RunFn add_resize_vocab(CLI::App& app) {
                  static_cast<long long>(ms.tensors + os.tensors), static_cast<long long>(ms.grown + os.grown),
                  static_cast<long long>(ms.passes), has_optim ? " (with optim.h5, new moments zero)" : "", dir.c_str()));
     print_json_summary(o->json, nlohmann::json{{"checkpoint", dir},
-                                               {"old_vocab", plan.old_rows},
+                                               {"old_vocab", plan.file_rows},
                                                {"new_vocab", plan.new_rows},
                                                {"init", o->init},
                                                {"rows_from_subwords", from_subwords},

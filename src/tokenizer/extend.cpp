@@ -14,23 +14,6 @@ namespace {
 
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's escaped space
 
-// Whether BPE could ever form `piece` from the others: some split into two halves that are each a single
-// character or a piece. When no split has both, the piece is unreachable and never changes an encoding.
-bool reachable(const std::string& piece, const std::unordered_set<std::string>& pieces) {
-  auto available = [&](std::string_view s) {
-    if (s.empty()) return false;
-    const auto c = static_cast<unsigned char>(s[0]);
-    const size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-    return s.size() == len || pieces.count(std::string(s)) > 0;
-  };
-  const std::string_view p(piece);
-  for (size_t i = 1; i < p.size(); ++i) {
-    if ((static_cast<unsigned char>(p[i]) & 0xC0) == 0x80) continue;  // not a character boundary
-    if (available(p.substr(0, i)) && available(p.substr(i))) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 void ExtendOptions::validate() const {
@@ -99,7 +82,9 @@ ExtendResult extend_vocabulary(const std::string& base, const std::string& base_
   const int64_t want = (static_cast<int64_t>(merged.pieces.size()) + m - 1) / m * m;
   for (int64_t k = 0; static_cast<int64_t>(merged.pieces.size()) < want; ++k) {
     const std::string name = "<unused_" + std::to_string(k) + ">";
-    if (have.count(name) || reachable(name, have)) continue;
+    if (have.count(name) ||
+        bpe_can_form(name, [&](std::string_view x) { return have.count(std::string(x)) > 0; }))
+      continue;
     SpPiece n;
     n.piece = name;
     n.type = PieceType::unused;

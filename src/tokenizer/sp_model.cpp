@@ -272,6 +272,19 @@ std::map<std::string, std::string> SpModel::segmentation_flags() const {
   return flags;
 }
 
+bool bpe_can_form(std::string_view p, const std::function<bool(std::string_view)>& is_piece) {
+  auto available = [&](std::string_view s) {
+    const auto c = static_cast<unsigned char>(s[0]);
+    const size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    return s.size() == len || is_piece(s);
+  };
+  for (size_t i = 1; i < p.size(); ++i) {
+    if ((static_cast<unsigned char>(p[i]) & 0xC0) == 0x80) continue;  // not a character boundary
+    if (available(p.substr(0, i)) && available(p.substr(i))) return true;
+  }
+  return false;
+}
+
 SpModel SpModel::without_dummy_prefix() const {
   SpModel m = *this;
   std::string off3, off4;

@@ -36,14 +36,14 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-ModelConfig small_config(bool tied) {
+ModelConfig small_config(bool tied, int64_t vocab) {
   ModelConfig c;
   c.hidden_size = 32;
   c.intermediate_size = 64;
   c.num_hidden_layers = 2;
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
-  c.vocab_size = 300;  // the fixture tokenizer's pieces
+  c.vocab_size = vocab;  // the fixture tokenizer has 300 pieces
   c.max_position_embeddings = 64;
   c.tie_word_embeddings = tied;
   return c;
@@ -72,7 +72,7 @@ struct Fixture {
 
 // A checkpoint (with optimizer moments) of a small model under the fixture tokenizer, and an extension of
 // that tokenizer by pieces trained on Chinese text.
-Fixture make_fixture(const std::string& tag, bool tied) {
+Fixture make_fixture(const std::string& tag, bool tied, int64_t vocab = 300) {
   Fixture f;
   f.dir = test::temp_dir(tag);
   f.base = slurp(test::fixture("hf_tiny/tokenizer.model"));
@@ -86,7 +86,7 @@ Fixture make_fixture(const std::string& tag, bool tied) {
   f.merged_path = f.dir + "/merged.model";
   std::ofstream(f.merged_path, std::ios::binary) << f.merged;
 
-  f.cfg = small_config(tied);
+  f.cfg = small_config(tied, vocab);
   CpuBackend be(1);
   LlamaModel model(f.cfg, be, DType::f32);
   model.init_random(7, 0.5);
@@ -251,6 +251,29 @@ TEST(ResizeVocab, MeanAndNormalWithTiedEmbeddings) {
   EXPECT_LT(std::fabs(sd - 0.05), 4 * 0.05 / std::sqrt(2 * n));
   EXPECT_EQ(std::memcmp(normal.data(), a.data(), a.size() * 4), 0);
   expect_same_logits_on_old_vocab(f.in_step, f.dir + "/mean/ckpt/step_00000005");
+}
+
+// A model padded beyond its tokenizer (320 rows, 300 pieces): the padding rows go to new pieces and are
+// initialised like them; the 300 real rows stay.
+TEST(ResizeVocab, PaddingRowsOfAPaddedModelBecomeNewRows) {
+  const Fixture f = make_fixture("resize_padded", false, 320);
+  ASSERT_EQ(run_cli("--checkpoint " + f.in_step + " --tokenizer " + f.merged_path + " --out " + f.dir +
+                    "/mean --init mean"), 0);
+  const int64_t C = 32;
+  const auto in = read_all(f.in_step + "/model.h5"), out = read_all(f.dir + "/mean/ckpt/step_00000005/model.h5");
+  for (const char* name : {"model.embed_tokens.weight", "lm_head.weight"}) {
+    const auto &a = in.at(name), &b = out.at(name);
+    ASSERT_EQ(a.size(), static_cast<size_t>(320 * C));
+    ASSERT_EQ(b.size() % static_cast<size_t>(16 * C), 0u);
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), static_cast<size_t>(300 * C) * 4), 0);
+    for (int64_t c = 0; c < C; ++c) {
+      double want = 0;
+      for (int64_t r = 0; r < 300; ++r) want += a[static_cast<size_t>(r * C + c)];
+      want /= 300.0;
+      for (size_t r = 300; r < b.size() / static_cast<size_t>(C); ++r)
+        ASSERT_NEAR(b[r * static_cast<size_t>(C) + static_cast<size_t>(c)], want, 1.2e-7 * std::fabs(want) + 1e-12);
+    }
+  }
 }
 
 TEST(ResizeVocab, ManyPassesEqualOne) {

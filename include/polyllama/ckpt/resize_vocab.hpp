@@ -17,9 +17,13 @@ enum class VocabInit {
 };
 
 struct VocabResize {
-  int64_t old_rows = 0, new_rows = 0;
-  VocabInit init = VocabInit::subword_mean;
-  // subword_mean: per new row (new_rows - old_rows of them), the old rows to average; an empty entry takes the
+  int64_t old_rows = 0, new_rows = 0;  // rows kept (the old tokenizer's pieces), rows after
+  // Rows of the vocabulary tensors in the file (the config's vocab_size; 0: old_rows). A model padded beyond
+  // its tokenizer has more: those padding rows belong to new pieces now and are initialised like them.
+  int64_t file_rows = 0;
+  VocabInit init = VocabInit::subword_mean;       // the embedding's new rows
+  VocabInit head_init = VocabInit::subword_mean;  // an untied LM head's new rows
+  // subword_mean (either init): per new row (new_rows - old_rows of them), the old rows to average; an empty entry takes the
   // mean of all old rows (pieces without a text: control, byte, unused padding).
   std::vector<std::vector<int32_t>> recipes;
   double std = 0.02;

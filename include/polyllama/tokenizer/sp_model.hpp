@@ -7,8 +7,10 @@
 // Field numbers (sentencepiece_model.proto): ModelProto { pieces = 1 (SentencePiece { piece = 1, score = 2,
 // type = 3 }), trainer_spec = 2, normalizer_spec = 3, self_test_data = 4, denormalizer_spec = 5 }.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace polyllama {
@@ -47,5 +49,10 @@ struct SpModel {
   // pieces that span exactly it (no leading "▁" added, no spaces dropped).
   SpModel without_dummy_prefix() const;
 };
+
+// Whether SentencePiece's BPE could ever form `piece` by a merge: some split of it into two halves that are
+// each a single character or a piece (is_piece). When no split has both, the piece never appears in an
+// encoding (how `tokenizer extend` names its unused padding pieces, and why the fast encoder may ignore them).
+bool bpe_can_form(std::string_view piece, const std::function<bool(std::string_view)>& is_piece);
 
 }  // namespace polyllama
