@@ -4,8 +4,9 @@
 #   1. a small LLaMA (the `tiny` preset: hidden 64, 2 layers) with LLaMA 2's tokenizer is pretrained briefly on English plus the
 #      Chinese training documents, so the base rows (Han characters, byte pieces) mean something;
 #   2. LLaMA 2's tokenizer is extended with pieces trained on the Chinese corpus (tokenizer extend);
-#   3. for each init: resize-vocab, then continued pretraining on Chinese only (fresh optimizer, same data
-#      order); reported: validation loss on held-out Chinese documents at step 0 and after the steps.
+#   3. for each init (of the embedding, and of the untied LM head): resize-vocab, then continued pretraining on
+#      Chinese only (fresh optimizer, same data order); reported: validation loss on held-out Chinese documents
+#      at step 0 and after the steps, and the training loss of the first step.
 # Needs ../shared/data (LLaMA 2's tokenizer, the zh and en corpora). A few minutes on 2 cores.
 # Usage: tools/bench/vocab_init.sh [BUILD_DIR] [STEPS_A] [STEPS_B]
 set -euo pipefail
@@ -37,19 +38,20 @@ echo "== tokenizer extend"
 "$bin" tokenizer extend --base "$data/tokenizers/llama2-tokenizer.model" --train-on "$work/zh_train.txt" \
   --new-pieces 8000 --out "$work/merged.model" --report "$work/zh.txt" 2>&1 | grep -E "base pieces|^total" | head -3
 
-printf '\n%-13s %-16s %-16s %s\n' init "val loss step 0" "val loss step $steps_b" "train loss step 1"
-for init in subword-mean mean normal; do
-  "$bin" resize-vocab --checkpoint "$work/base" --tokenizer "$work/merged.model" --out "$work/r_$init" \
-    --init "$init" >/dev/null 2>&1
-  step=$(cat "$work/r_$init/ckpt/latest")
+printf '\n%-13s %-13s %-16s %-16s %s\n' init head-init "val loss step 0" "val loss step $steps_b" "train loss step 1"
+for pair in subword-mean:subword-mean mean:mean normal:normal subword-mean:mean subword-mean:normal; do
+  init=${pair%%:*} head=${pair##*:}
+  "$bin" resize-vocab --checkpoint "$work/base" --tokenizer "$work/merged.model" --out "$work/r_$pair" \
+    --init "$init" --head-init "$head" >/dev/null 2>&1
+  step=$(cat "$work/r_$pair/ckpt/latest")
   # Step 0: one step at learning rate 1e-30 (below every weight's fp32 ulp, so nothing moves) reports the
   # validation loss of the resized model as it is.
-  v0=$("$bin" pretrain --run-dir "$work/z_$init" --init-from "$work/r_$init/ckpt/$step" --data "$work/zh.txt" \
+  v0=$("$bin" pretrain --run-dir "$work/z_$pair" --init-from "$work/r_$pair/ckpt/$step" --data "$work/zh.txt" \
          "${common[@]}" --val-every 10 --steps 1 --lr 1e-30 --min-lr 1e-30 --warmup-steps 0 --json 2>/dev/null | tail -1)
-  vn=$("$bin" pretrain --run-dir "$work/c_$init" --init-from "$work/r_$init/ckpt/$step" --data "$work/zh.txt" \
+  vn=$("$bin" pretrain --run-dir "$work/c_$pair" --init-from "$work/r_$pair/ckpt/$step" --data "$work/zh.txt" \
          "${common[@]}" --val-every 10 --steps "$steps_b" --lr 1e-3 --min-lr 1e-4 --warmup-steps 10 --json 2>/dev/null | tail -1)
-  first=$(head -1 "$work/c_$init/metrics.jsonl" | python3 -c 'import json,sys; print("%.4f" % json.loads(sys.stdin.readline())["loss"])')
-  printf '%-13s %-16s %-16s %s\n' "$init" \
+  first=$(head -1 "$work/c_$pair/metrics.jsonl" | python3 -c 'import json,sys; print("%.4f" % json.loads(sys.stdin.readline())["loss"])')
+  printf '%-13s %-13s %-16s %-16s %s\n' "$init" "$head" \
     "$(python3 -c 'import json,sys; print("%.4f" % json.loads(sys.argv[1])["val_loss"])' "$v0")" \
     "$(python3 -c 'import json,sys; print("%.4f" % json.loads(sys.argv[1])["val_loss"])' "$vn")" "$first"
 done
