@@ -18,8 +18,8 @@ int main(int argc, char** argv) {
   polyllama::set_log_rank(world_rank);
 
   CLI::App app{"polyllama " POLYLLAMA_VERSION
-               ": move a LLaMA model to a new language. Verbs, in pipeline order: tokenizer (train, stats), data, "
-               "init or convert, pretrain, sft, generate; bench measures a training step. `polyllama VERB --help` "
+               ": move a LLaMA model to a new language. Verbs, in pipeline order: tokenizer (train, extend, stats), data, "
+               "init or convert, resize-vocab, pretrain, sft, generate; bench measures a training step. `polyllama VERB --help` "
                "explains each."};
   app.require_subcommand(1);
   app.set_version_flag("--version", POLYLLAMA_VERSION);
