@@ -93,6 +93,15 @@ std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const st
   return publish_checkpoint(ckpt_root, step, comm);
 }
 
+std::string resolve_step_dir(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (fs::exists(fs::path(path) / "model.h5", ec)) return path;
+  for (const fs::path& root : {fs::path(path) / "ckpt", fs::path(path)})
+    if (fs::exists(root / "latest", ec)) return latest_checkpoint(root.string());
+  fail_input((what.empty() ? "" : what + " ") + path +
+             " is neither a checkpoint step directory (no model.h5) nor a run directory (no ckpt/latest)");
+}
+
 std::string latest_checkpoint(const std::string& ckpt_root) {
   std::ifstream f(fs::path(ckpt_root) / "latest");
   std::string name;

@@ -187,14 +187,6 @@ json tokenizer_config(const Tokenizer& tok, const ModelConfig& cfg) {
           {"model_max_length", cfg.max_position_embeddings}};
 }
 
-// A step directory (holds model.h5), a run directory (ckpt/latest) or a checkpoint root (latest).
-std::string resolve_step_dir(const std::string& path) {
-  std::error_code ec;
-  if (fs::exists(fs::path(path) / "model.h5", ec)) return path;
-  for (const fs::path& root : {fs::path(path) / "ckpt", fs::path(path)})
-    if (fs::exists(root / "latest", ec)) return latest_checkpoint(root.string());
-  fail_input(path + " is neither a checkpoint step directory (no model.h5) nor a run directory (no ckpt/latest)");
-}
 
 struct Opts {
   std::vector<std::string> from, to;

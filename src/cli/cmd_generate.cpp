@@ -39,14 +39,6 @@ struct Prompt {
   json passthrough = json::object();  // "id" and a record's reference answer, copied to the output
 };
 
-std::string step_dir_of(const std::string& path) {
-  std::error_code ec;
-  if (fs::exists(fs::path(path) / "model.h5", ec)) return path;
-  for (const fs::path& root : {fs::path(path) / "ckpt", fs::path(path)})
-    if (fs::exists(root / "latest", ec)) return latest_checkpoint(root.string());
-  fail_input("--ckpt " + path + " is neither a checkpoint step directory (no model.h5) nor a run directory " +
-             "(no ckpt/latest)");
-}
 
 std::vector<Prompt> read_prompts(const Opts& o, const ChatTemplate* tpl) {
   std::vector<Prompt> out;
@@ -139,7 +131,7 @@ int run(const Opts& o) {
   if (o.dtype != "f32" && o.dtype != "f64") fail_input("--dtype " + o.dtype + ": expected f32 or f64");
   o.gen.validate();
 
-  const std::string dir = step_dir_of(o.ckpt), h5 = dir + "/model.h5";
+  const std::string dir = resolve_step_dir(o.ckpt, "--ckpt"), h5 = dir + "/model.h5";
   const CheckpointMeta meta = read_meta(h5);
   const ModelConfig cfg = ModelConfig::from_hf_json(json::parse(meta.config_json), h5);
   const Tokenizer tok = Tokenizer::from_bytes(meta.tokenizer_bytes, h5);

@@ -19,19 +19,6 @@ namespace fs = std::filesystem;
 
 namespace polyllama::cli {
 
-namespace {
-
-// A step directory (holds model.h5) or a run directory / checkpoint root with `latest`.
-std::string find_step_dir(const std::string& path) {
-  std::error_code ec;
-  if (fs::exists(fs::path(path) / "model.h5", ec)) return path;
-  for (const fs::path& root : {fs::path(path) / "ckpt", fs::path(path)})
-    if (fs::exists(root / "latest", ec)) return latest_checkpoint(root.string());
-  fail_input(path + " is neither a checkpoint step directory (no model.h5) nor a run directory (no ckpt/latest)");
-}
-
-}  // namespace
-
 RunFn add_resize_vocab(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "resize-vocab",
@@ -75,7 +62,7 @@ RunFn add_resize_vocab(CLI::App& app) {
     if (world_size > 1)
       fail_input("resize-vocab runs on one rank (it streams the checkpoint in row blocks, so one rank handles any "
                  "size); launched with " + std::to_string(world_size) + " ranks: run it without mpirun");
-    const std::string step_dir = find_step_dir(o->in), model_h5 = step_dir + "/model.h5";
+    const std::string step_dir = resolve_step_dir(o->in), model_h5 = step_dir + "/model.h5";
     CheckpointMeta meta = read_meta(model_h5);
     auto config = nlohmann::json::parse(meta.config_json);
     const ModelConfig cfg = ModelConfig::from_hf_json(config, model_h5);

@@ -28,12 +28,8 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void spit(const std::string& path, const std::string& s) { std::ofstream(path, std::ios::binary) << s; }
+using test::slurp;
+using test::spit;
 
 struct HfReference {
   std::string dir;

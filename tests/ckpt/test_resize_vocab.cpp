@@ -29,12 +29,8 @@
 namespace polyllama {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test::slurp;
+using test::spit;
 
 ModelConfig small_config(bool tied, int64_t vocab) {
   ModelConfig c;

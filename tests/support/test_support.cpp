@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 
 namespace fs = std::filesystem;
@@ -35,6 +37,13 @@ template <typename T> static double rel_err(const T* a, const T* b, int64_t n, d
   }
   return num / den;
 }
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void spit(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 double max_rel_err(const double* a, const double* b, int64_t n, double floor) { return rel_err(a, b, n, floor); }
 double max_rel_err(const float* a, const float* b, int64_t n, double floor) { return rel_err(a, b, n, floor); }

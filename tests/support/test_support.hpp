@@ -13,6 +13,9 @@ namespace polyllama::test {
 std::string shared_data(const std::string& rel);
 std::string fixture(const std::string& rel);
 std::string polyllama_binary();
+// A file's bytes ("" when it cannot be read) and a file written with exactly these bytes.
+std::string slurp(const std::string& path);
+void spit(const std::string& path, const std::string& bytes);
 // A fresh empty directory under the build's temp area, removed at exit.
 std::string temp_dir(const std::string& tag);
 

@@ -20,14 +20,8 @@
 namespace polyllama {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::string& path, const std::string& s) { std::ofstream(path, std::ios::binary) << s; }
+using test::slurp;
+using test::spit;
 
 // Self-made Chinese text for a small model of new pieces (repeated so BPE finds multi-character pieces).
 std::string chinese_text() {

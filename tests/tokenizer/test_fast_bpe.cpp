@@ -18,12 +18,8 @@
 namespace polyllama {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test::slurp;
+using test::spit;
 
 // Compares both encoders on `text`; returns false (with a message) on the first difference.
 ::testing::AssertionResult same_ids(const Tokenizer& tok, const FastBpe& fast, const std::string& text) {

@@ -56,6 +56,9 @@ std::string begin_checkpoint(const std::string& ckpt_root, int64_t step, MPI_Com
 std::string publish_checkpoint(const std::string& ckpt_root, int64_t step, MPI_Comm comm = MPI_COMM_SELF);
 // The directory `latest` names under ckpt_root, or "" when there is none.
 std::string latest_checkpoint(const std::string& ckpt_root);
+// What a user may name as a checkpoint: a step directory (holds model.h5), a run directory (RUN/ckpt/latest) or
+// a checkpoint root (latest); fails naming `what` (the option) and path otherwise.
+std::string resolve_step_dir(const std::string& path, const std::string& what = "");
 // Keeps the newest `keep` complete step directories (0 keeps all).
 void prune_checkpoints(const std::string& ckpt_root, int keep);
 

@@ -30,6 +30,10 @@ struct AttnSpan {
   const int32_t* kv_start = nullptr;  // (B, Tq)
 };
 
+// The argument checks every backend's rope makes: x (B, T, H, D) with even D, positions >= 0, and a cos/sin table
+// (max_pos, D/2) long enough for the largest position (T - 1 without positions).
+void check_rope_args(Tensor x, Tensor cos, Tensor sin, const int32_t* positions);
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -92,19 +92,7 @@ void CpuBackend::rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Ten
 
 void CpuBackend::rope(Tensor x, Tensor cos, Tensor sin, const int32_t* positions, bool inverse) {
   same_dtype({x, cos, sin});
-  PL_CHECK(x.ndim == 4 && x.dim(3) % 2 == 0, "rope wants (B, T, H, D) with even D, got " + x.shape_str());
-  const int64_t BT = x.dim(0) * x.dim(1);
-  int64_t max_pos = x.dim(1) - 1;
-  if (positions) {
-    max_pos = 0;
-    for (int64_t i = 0; i < BT; ++i) {
-      PL_CHECK(positions[i] >= 0, "rope position " + std::to_string(positions[i]) + " is negative");
-      max_pos = std::max<int64_t>(max_pos, positions[i]);
-    }
-  }
-  PL_CHECK(cos.cols() == x.dim(3) / 2 && max_pos < cos.rows(),
-           "rope table " + cos.shape_str() + " too small for position " + std::to_string(max_pos) + " of " +
-               x.shape_str());
+  check_rope_args(x, cos, sin, positions);
   dispatch(x, [&](auto z) {
     using T = decltype(z);
     cpu::rope<T>(x.ptr<T>(), cos.ptr<T>(), sin.ptr<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), positions, inverse);

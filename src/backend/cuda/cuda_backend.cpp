@@ -149,19 +149,8 @@ void CudaBackend::rope(Tensor x, Tensor cos, Tensor sin, const int32_t* position
   const DType d = act_dtype(x, "rope");
   want(cos, DType::f32, "rope", "cos");
   want(sin, DType::f32, "rope", "sin");
-  PL_CHECK(x.ndim == 4 && x.dim(3) % 2 == 0, "rope wants (B, T, H, D) with even D, got " + x.shape_str());
+  check_rope_args(x, cos, sin, positions);
   const int64_t BT = x.dim(0) * x.dim(1);
-  int64_t max_pos = x.dim(1) - 1;
-  if (positions) {
-    max_pos = 0;
-    for (int64_t i = 0; i < BT; ++i) {
-      PL_CHECK(positions[i] >= 0, "rope position " + std::to_string(positions[i]) + " is negative");
-      max_pos = std::max<int64_t>(max_pos, positions[i]);
-    }
-  }
-  PL_CHECK(cos.cols() == x.dim(3) / 2 && sin.numel() == cos.numel() && max_pos < cos.rows(),
-           "rope table " + cos.shape_str() + " too small for position " + std::to_string(max_pos) + " of " +
-               x.shape_str());
   const int32_t* dpos = positions ? ctx_->stage_ints(Context::kPositions, positions, BT) : nullptr;
   cuda::rope(*ctx_, d, x.data, static_cast<const float*>(cos.data), static_cast<const float*>(sin.data), x.dim(0),
              x.dim(1), x.dim(2), x.dim(3), dpos, inverse);
