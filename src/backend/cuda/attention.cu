@@ -1,5 +1,6 @@
 // The attention launchers: check the arguments, pick the kernel (flash for bf16 with a head dim it
 // instantiates, the plain kernels otherwise), launch, check the launch.
+#include <cstdint>
 #include <string>
 
 #include "attention.cuh"
@@ -30,7 +31,16 @@ attn::Geo check_args(const AttnArgs& a, const char* who) {
   return attn::Geo{a.B, a.Tq, a.Tk, a.H, a.KV, a.D, a.kv_len, a.kv_start, a.scale};
 }
 
-bool use_flash(const AttnArgs& a) { return a.dtype == DType::bf16 && attn::flash_supports(a.D); }
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The flash kernels move 16-byte chunks with cp.async and keep positions in 32 bits.
+bool use_flash(const AttnArgs& a) {
+  return a.dtype == DType::bf16 && attn::flash_supports(a.D) && aligned16(a.q) && aligned16(a.k) &&
+         aligned16(a.v) && aligned16(a.out) && a.Tk < (int64_t{1} << 30);
+}
+bool use_flash(const AttnArgs& a, const void* dout, const void* dq, const void* dk, const void* dv) {
+  return use_flash(a) && aligned16(dout) && aligned16(dq) && aligned16(dk) && aligned16(dv);
+}
 
 }  // namespace
 
@@ -87,7 +97,7 @@ void attention_backward(cudaStream_t stream, const AttnArgs& a, const void* dout
   const bf* v = static_cast<const bf*>(a.v);
   const bf* o = static_cast<const bf*>(a.out);
   const bf* d_o = static_cast<const bf*>(dout);
-  if (use_flash(a)) {
+  if (use_flash(a, dout, dq, dk, dv)) {
     float* dq_acc = reinterpret_cast<float*>(static_cast<char*>(workspace) +
                                              align_up(static_cast<size_t>(a.B * a.H * a.Tq) * sizeof(float)));
     attn::flash_backward(stream, g, q, k, v, o, a.lse, d_o, static_cast<bf*>(dq), static_cast<bf*>(dk),
