@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The polyllama pipeline on one node: corpus -> tokenizer -> token shards -> init -> continued pretraining ->
-# instruction tuning.
+# instruction tuning -> generation.
 # With no arguments it runs the embedded default: Chinese poems and prose from Debian's fortunes-zh, a
 # 8000-piece tokenizer, a 4-layer model, 300 steps on 2 cores (a few minutes).
 # Every stage is a polyllama verb; override any of them with the variables below.
@@ -12,6 +12,8 @@
 #   STEPS (300)  SEQ (128)  MICRO_BATCH (8)  LR (3e-3)  THREADS (all cores)
 #   SFT_DATA  (generated)      instruction records (JSONL/JSON); the default asks about the Tang poems
 #   SFT_TEMPLATE (alpaca)  SFT_STEPS (100)  SFT_SEQ (256)  SFT_LR (1e-3)
+#   GEN_PROMPTS (generated)    JSONL prompts answered by the instruction-tuned model (`generate --chat`)
+#   GEN_TOKENS (48)            new tokens per answer at most
 #   POLYLLAMA (build/polyllama)  LAUNCH ("" ; e.g. "srun" or "mpirun -np 1")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,4 +74,19 @@ rc=$?
 set -e
 if [[ $rc -eq 3 ]]; then echo "pipeline: stopped by a signal after a clean checkpoint; rerun to resume"; exit 3; fi
 [[ $rc -eq 0 ]] || exit $rc
-echo "== done: checkpoints in $run/ckpt (pretrained) and $run/sft/ckpt (instruction-tuned), metrics in metrics.jsonl"
+gen_prompts=${GEN_PROMPTS:-}
+if [[ -z $gen_prompts ]]; then
+  gen_prompts=$run/prompts.jsonl
+  printf '%s\n' '{"instruction": "写一首题为《静夜思》的诗。"}' \
+    '{"instruction": "请续写这首诗。", "input": "白日依山尽，黄河入海流。"}' > "$gen_prompts"
+fi
+echo "== generate (greedy, through the sft template)"
+$launch "$bin" generate --ckpt "$run/sft" --chat --input "$gen_prompts" --output "$run/generate.jsonl" \
+  --max-new-tokens "${GEN_TOKENS:-48}" "${threads[@]}"
+python3 -c 'import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(line)
+    print("  >", r["prompt"], r.get("input", ""), "\n ", r["completion"].replace("\n", "\n  "), "[%s]" % r["finish_reason"])' \
+  "$run/generate.jsonl" 2> /dev/null || cat "$run/generate.jsonl"
+echo "== done: checkpoints in $run/ckpt (pretrained) and $run/sft/ckpt (instruction-tuned), metrics in metrics.jsonl," \
+  "answers in $run/generate.jsonl"

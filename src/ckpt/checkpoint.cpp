@@ -30,11 +30,10 @@ void write_atomically(const fs::path& path, const std::string& content) {
 
 }  // namespace
 
-std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,
-                            const std::vector<NamedTensor>& optim, const CheckpointMeta& meta, MPI_Comm comm) {
+std::string begin_checkpoint(const std::string& ckpt_root, int64_t step, MPI_Comm comm) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
-  const fs::path root(ckpt_root), final_dir = root / step_name(step), tmp_dir = root / (step_name(step) + ".tmp");
+  const fs::path root(ckpt_root), tmp_dir = root / (step_name(step) + ".tmp");
   // Rank 0 owns the directories; every rank learns whether that worked before any collective write starts.
   int ok = 1;
   std::string why;
@@ -47,22 +46,13 @@ std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const st
   }
   MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
   if (!ok) fail_input("cannot create checkpoint directory " + tmp_dir.string() + (why.empty() ? "" : ": " + why));
+  return tmp_dir.string();
+}
 
-  write_tensor_file((tmp_dir / "model.h5").string(), model, &meta, comm);
-  if (!optim.empty()) write_tensor_file((tmp_dir / "optim.h5").string(), optim, nullptr, comm);
-  // Verify before publishing: each rank reads back what it wrote, through the checksums.
-  ok = 1;
-  try {
-    verify_tensor_file((tmp_dir / "model.h5").string(), model);
-    if (!optim.empty()) verify_tensor_file((tmp_dir / "optim.h5").string(), optim);
-    if (rank == 0) read_meta((tmp_dir / "model.h5").string());
-  } catch (const Error& e) {
-    ok = 0;
-    why = e.what();
-  }
-  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm);
-  if (!ok) fail_runtime("checkpoint " + tmp_dir.string() + " failed verification; the last good checkpoint is "
-                        "untouched" + (why.empty() ? std::string() : ": " + why), __FILE__, __LINE__);
+std::string publish_checkpoint(const std::string& ckpt_root, int64_t step, MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  const fs::path root(ckpt_root), final_dir = root / step_name(step), tmp_dir = root / (step_name(step) + ".tmp");
   if (rank == 0) {
     if (fs::exists(final_dir)) {  // an older save of this step: keep it until the new one is in place
       const fs::path old_dir = root / (step_name(step) + ".old");
@@ -77,6 +67,30 @@ std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const st
   }
   MPI_Barrier(comm);
   return final_dir.string();
+}
+
+std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,
+                            const std::vector<NamedTensor>& optim, const CheckpointMeta& meta, MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  const fs::path tmp_dir = begin_checkpoint(ckpt_root, step, comm);
+  write_tensor_file((tmp_dir / "model.h5").string(), model, &meta, comm);
+  if (!optim.empty()) write_tensor_file((tmp_dir / "optim.h5").string(), optim, nullptr, comm);
+  // Verify before publishing: each rank reads back what it wrote, through the checksums.
+  int ok = 1;
+  std::string why;
+  try {
+    verify_tensor_file((tmp_dir / "model.h5").string(), model);
+    if (!optim.empty()) verify_tensor_file((tmp_dir / "optim.h5").string(), optim);
+    if (rank == 0) read_meta((tmp_dir / "model.h5").string());
+  } catch (const Error& e) {
+    ok = 0;
+    why = e.what();
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm);
+  if (!ok) fail_runtime("checkpoint " + tmp_dir.string() + " failed verification; the last good checkpoint is "
+                        "untouched" + (why.empty() ? std::string() : ": " + why), __FILE__, __LINE__);
+  return publish_checkpoint(ckpt_root, step, comm);
 }
 
 std::string latest_checkpoint(const std::string& ckpt_root) {

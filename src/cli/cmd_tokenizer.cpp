@@ -1,12 +1,16 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/error.hpp"
 #include "polyllama/core/log.hpp"
 #include "polyllama/data/text_input.hpp"
+#include "polyllama/tokenizer/extend.hpp"
+#include "polyllama/tokenizer/sp_model.hpp"
 #include "polyllama/tokenizer/stats.hpp"
 #include "polyllama/tokenizer/tokenizer.hpp"
 #include "verbs.hpp"
@@ -14,6 +18,52 @@
 namespace polyllama::cli {
 
 namespace {
+
+struct StatsReport {
+  std::vector<TokenizerInfo> infos;
+  std::vector<TextStats> results;  // per input, then all inputs together when there are several
+};
+
+// The fertility report of `tokenizer stats`, shared with `tokenizer extend` (before/after).
+StatsReport fertility(const std::vector<std::pair<std::string, std::string>>& models,
+                      const std::vector<std::string>& inputs, const TextInputOptions& in_opts) {
+  StatsReport r;
+  std::vector<StatsTokenizer> toks;
+  for (const auto& [path, bytes] : models) {
+    toks.emplace_back(bytes, path);
+    r.infos.push_back({path, fnv1a64_hex(bytes.data(), bytes.size()), toks.back().vocab_size(),
+                       toks.back().byte_pieces()});
+  }
+  std::vector<const StatsTokenizer*> ptrs;
+  for (const StatsTokenizer& t : toks) ptrs.push_back(&t);
+  TextStats all;
+  all.name = "all inputs";
+  for (const InputFile& in : describe_inputs(inputs, in_opts)) {
+    TextStats s;
+    s.name = in.path;
+    DocumentReader reader({in}, plan_pieces({in}, in_opts, 0, 1), in_opts);
+    std::string text;
+    int64_t file = 0;
+    while (reader.next(text, file)) add_document_stats(text, ptrs, s);
+    if (reader.counts()[0].skipped > 0)
+      log_warn(fmt("%s: skipped %lld invalid lines, first: %s", in.path.c_str(),
+                   static_cast<long long>(reader.counts()[0].skipped), reader.skip_examples().front().c_str()));
+    all.merge(s);
+    r.results.push_back(std::move(s));
+  }
+  if (r.results.size() > 1) r.results.push_back(all);
+  return r;
+}
+
+std::map<std::string, std::string> parse_spm_overrides(const std::vector<std::string>& spm) {
+  std::map<std::string, std::string> overrides;
+  for (const std::string& kv : spm) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) fail_input("--spm wants KEY=VALUE, got '" + kv + "'");
+    overrides[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return overrides;
+}
 
 RunFn add_train(CLI::App* tok) {
   auto* train = tok->add_subcommand(
@@ -37,18 +87,128 @@ RunFn add_train(CLI::App* tok) {
   train->add_flag("--json", o->json, "print a one-line JSON summary");
   return [train, o]() {
     if (!train->parsed()) return 0;
-    std::map<std::string, std::string> overrides;
-    for (const std::string& kv : o->spm) {
-      const auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) fail_input("--spm wants KEY=VALUE, got '" + kv + "'");
-      overrides[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-    train_sentencepiece(o->inputs, o->out, o->vocab, overrides);
+    train_sentencepiece(o->inputs, o->out, o->vocab, parse_spm_overrides(o->spm));
     const Tokenizer t = Tokenizer::from_file(o->out);
     log_info(fmt("wrote %s: %lld pieces, checksum %s", o->out.c_str(), static_cast<long long>(t.vocab_size()),
                  t.checksum().c_str()));
     print_json_summary(o->json, nlohmann::json{{"model", o->out}, {"vocab_size", t.vocab_size()},
                                                {"checksum", t.checksum()}}.dump());
+    return 0;
+  };
+}
+
+RunFn add_extend(CLI::App* tok) {
+  auto* cmd = tok->add_subcommand(
+      "extend", "Append a target-language model's pieces to a base tokenizer (LLaMA's): every base piece keeps its "
+                "id, score and type, new pieces get the ids after them. The pieces come from --add OTHER.model, or "
+                "from a model trained here on --train-on with the base's own settings. Prints the fertility of "
+                "both tokenizers on --report (default: the --train-on files). Example: polyllama tokenizer extend "
+                "--base llama2.model --train-on zh.txt --new-pieces 20000 --out llama2-zh.model");
+  add_config_file(cmd);
+  struct Opts {
+    std::string base, add, out, scores = "below";
+    std::vector<std::string> train_on, spm, report;
+    int64_t new_pieces = 20000;
+    ExtendOptions ext;
+    TextInputOptions in;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--base", o->base, "the tokenizer to extend (its ids stay valid)")->required()->check(CLI::ExistingFile);
+  auto* add = cmd->add_option("--add", o->add, "a SentencePiece model whose new pieces are appended")
+                  ->check(CLI::ExistingFile);
+  auto* train = cmd->add_option("--train-on", o->train_on,
+                                "text files to train the new pieces on (instead of --add), with the base's model "
+                                "type, byte fallback, digit/script splitting and normalizer")
+                    ->check(CLI::ExistingFile);
+  add->excludes(train);
+  cmd->add_option("--new-pieces", o->new_pieces,
+                  "--train-on: vocabulary size of the model trained there; pieces the base already has, and "
+                  "filtered ones, are not added, so fewer are")
+      ->capture_default_str();
+  cmd->add_option("--spm", o->spm, "--train-on: override a SentencePiece trainer flag, KEY=VALUE");
+  cmd->add_option("--out", o->out, "the merged model, ending in .model (with --train-on the trained model is kept "
+                                   "beside it as STEM.train.model)")->required();
+  cmd->add_flag("--keep-ascii", o->ext.keep_ascii,
+                "keep new pieces containing ASCII letters or digits, or made only of ASCII and spaces (dropped by "
+                "default: they would change how numbers and English are split)");
+  cmd->add_option("--scores", o->scores,
+                  "new pieces' scores: below (under the base's lowest, in the new model's order: base merges "
+                  "always win) or zero (as Chinese-LLaMA)")
+      ->check(CLI::IsMember({"below", "zero"}))->capture_default_str();
+  cmd->add_option("--max-new", o->ext.max_new, "add at most this many pieces, first in the new model's order (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--pad-to-multiple", o->ext.pad_to_multiple,
+                  "round the vocabulary up to a multiple of this with unused pieces (tensor cores, tp x 128; 1: "
+                  "no padding)")
+      ->capture_default_str();
+  cmd->add_option("--report", o->report, "text/JSONL files for the before/after fertility report")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--text-field", o->in.text_field, "JSONL field holding the text (--report)")->capture_default_str();
+  cmd->add_flag("--json", o->json, "print a one-line JSON summary");
+  return [cmd, o, add, train]() {
+    if (!cmd->parsed()) return 0;
+    if (!add->count() && !train->count()) fail_input("tokenizer extend: give --add OTHER.model or --train-on FILES");
+    const std::string suffix = ".model";
+    if (o->out.size() <= suffix.size() || o->out.compare(o->out.size() - suffix.size(), suffix.size(), suffix))
+      fail_input("tokenizer extend: --out must end in .model, got " + o->out);
+    o->ext.scores = o->scores == "zero" ? NewPieceScores::zero : NewPieceScores::below;
+    o->ext.validate();
+    int world_rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    const std::string base_bytes = Tokenizer::from_file(o->base).model_bytes();
+    std::string add_path = o->add;
+    if (!o->train_on.empty()) {
+      add_path = o->out.substr(0, o->out.size() - suffix.size()) + ".train.model";
+      if (world_rank == 0) {
+        auto flags = SpModel::parse(base_bytes, o->base).segmentation_flags();
+        for (const auto& [k, v] : parse_spm_overrides(o->spm)) flags[k] = v;
+        log_info(fmt("training %lld pieces on %zu file(s) with the base's settings (model_type %s, byte_fallback "
+                     "%s, split_digits %s, normalizer %s) -> %s",
+                     static_cast<long long>(o->new_pieces), o->train_on.size(), flags["model_type"].c_str(),
+                     flags["byte_fallback"].c_str(), flags["split_digits"].c_str(),
+                     flags["normalization_rule_name"].c_str(), add_path.c_str()));
+        train_sentencepiece(o->train_on, add_path, o->new_pieces, flags);
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
+    const ExtendResult r = extend_vocabulary(base_bytes, o->base, Tokenizer::from_file(add_path).model_bytes(),
+                                             add_path, o->ext);
+    if (world_rank == 0) {
+      const std::string tmp = o->out + ".tmp";
+      {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        f.write(r.model_bytes.data(), static_cast<std::streamsize>(r.model_bytes.size()));
+        if (!f.flush()) fail_input("cannot write " + tmp);
+      }
+      std::filesystem::rename(tmp, o->out);
+    }
+    const int64_t total = r.base_pieces + r.added + r.padding;
+    log_info(fmt("%s: %lld base pieces + %lld new + %lld unused padding = %lld (of %lld candidates: %lld already "
+                 "in the base, %lld with ASCII letters/digits or ASCII only, %lld over --max-new)",
+                 o->out.c_str(), static_cast<long long>(r.base_pieces), static_cast<long long>(r.added),
+                 static_cast<long long>(r.padding), static_cast<long long>(total),
+                 static_cast<long long>(r.candidates), static_cast<long long>(r.skipped_present),
+                 static_cast<long long>(r.skipped_ascii), static_cast<long long>(r.skipped_cap)));
+    const std::vector<std::string>& report = o->report.empty() ? o->train_on : o->report;
+    nlohmann::json fert;
+    if (!report.empty()) {
+      const StatsReport s = fertility({{o->base, base_bytes}, {o->out, r.model_bytes}}, report, o->in);
+      if (world_rank == 0 && !o->json) std::fputs(stats_table(s.infos, s.results).c_str(), stdout);
+      fert = nlohmann::json::parse(stats_json(s.infos, s.results));
+    }
+    print_json_summary(o->json && world_rank == 0,
+                       nlohmann::json{{"model", o->out},
+                                      {"vocab_size", total},
+                                      {"base_pieces", r.base_pieces},
+                                      {"added", r.added},
+                                      {"padding", r.padding},
+                                      {"skipped_present", r.skipped_present},
+                                      {"skipped_ascii", r.skipped_ascii},
+                                      {"skipped_cap", r.skipped_cap},
+                                      {"checksum", fnv1a64_hex(r.model_bytes.data(), r.model_bytes.size())},
+                                      {"fertility", fert}}
+                           .dump());
     return 0;
   };
 }
@@ -80,37 +240,14 @@ RunFn add_stats(CLI::App* tok) {
   stats->add_flag("--json", o->json, "print one JSON document instead of the tables");
   return [stats, o]() {
     if (!stats->parsed()) return 0;
-    std::vector<StatsTokenizer> toks;
-    std::vector<TokenizerInfo> infos;
-    for (const std::string& path : o->tokenizers) {
-      const Tokenizer t = Tokenizer::from_file(path);
-      toks.emplace_back(t.model_bytes(), path);
-      infos.push_back({path, t.checksum(), t.vocab_size(), toks.back().byte_pieces()});
-    }
-    std::vector<const StatsTokenizer*> ptrs;
-    for (const StatsTokenizer& t : toks) ptrs.push_back(&t);
-    std::vector<TextStats> results;
-    TextStats all;
-    all.name = "all inputs";
-    for (const InputFile& in : describe_inputs(o->inputs, o->in)) {
-      TextStats s;
-      s.name = in.path;
-      DocumentReader reader({in}, plan_pieces({in}, o->in, 0, 1), o->in);
-      std::string text;
-      int64_t file = 0;
-      while (reader.next(text, file)) add_document_stats(text, ptrs, s);
-      if (reader.counts()[0].skipped > 0)
-        log_warn(fmt("%s: skipped %lld invalid lines, first: %s", in.path.c_str(),
-                     static_cast<long long>(reader.counts()[0].skipped), reader.skip_examples().front().c_str()));
-      all.merge(s);
-      results.push_back(std::move(s));
-    }
-    if (results.size() > 1) results.push_back(all);
+    std::vector<std::pair<std::string, std::string>> models;  // (path, bytes)
+    for (const std::string& path : o->tokenizers) models.emplace_back(path, Tokenizer::from_file(path).model_bytes());
+    const StatsReport r = fertility(models, o->inputs, o->in);
     int world_rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     if (world_rank != 0) return 0;
-    if (o->json) print_json_summary(true, stats_json(infos, results));
-    else std::fputs(stats_table(infos, results).c_str(), stdout);
+    if (o->json) print_json_summary(true, stats_json(r.infos, r.results));
+    else std::fputs(stats_table(r.infos, r.results).c_str(), stdout);
     std::fflush(stdout);
     return 0;
   };
@@ -119,12 +256,14 @@ RunFn add_stats(CLI::App* tok) {
 }  // namespace
 
 RunFn add_tokenizer(CLI::App& app) {
-  auto* tok = app.add_subcommand("tokenizer", "SentencePiece tokenizers: `tokenizer train`, `tokenizer stats`");
+  auto* tok = app.add_subcommand(
+      "tokenizer", "SentencePiece tokenizers: `tokenizer train`, `tokenizer extend`, `tokenizer stats`");
   tok->require_subcommand(1);
-  RunFn train = add_train(tok), stats = add_stats(tok);
-  return [train, stats]() {
-    const int rc = train();
-    return rc != 0 ? rc : stats();
+  std::vector<RunFn> verbs = {add_train(tok), add_extend(tok), add_stats(tok)};
+  return [verbs]() {
+    for (const RunFn& v : verbs)
+      if (const int rc = v(); rc != 0) return rc;
+    return 0;
   };
 }
 

@@ -81,7 +81,7 @@ Conversation from_turns(const json& turns, const char* list, const char* who_key
   return c;
 }
 
-Conversation from_record(const json& j, const ChatTemplate& tpl) {
+Conversation from_record(const json& j, const ChatTemplate& tpl, bool need_final_answer = true) {
   if (!j.is_object()) throw Invalid{"a record is a JSON object"};
   Conversation c;
   if (j.contains("conversations")) {
@@ -93,16 +93,27 @@ Conversation from_record(const json& j, const ChatTemplate& tpl) {
     const std::string input = text_field(j, "input", false);
     c.system = text_field(j, "system", false);
     c.turns.push_back({Role::user, tpl.user_text(instruction, input)});
-    c.turns.push_back({Role::assistant, text_field(j, "output", true)});
+    const std::string output = text_field(j, "output", need_final_answer);
+    if (need_final_answer || j.contains("output")) c.turns.push_back({Role::assistant, output});
   } else {
     throw Invalid{"neither instruction/output, conversations nor messages"};
   }
-  const std::string p = c.problem(true);
+  const std::string p = c.problem(need_final_answer);
   if (!p.empty()) throw Invalid{p};
   return c;
 }
 
 }  // namespace
+
+std::string conversation_from_record(const nlohmann::json& record, const ChatTemplate& tpl, bool need_final_answer,
+                                     Conversation* out) {
+  try {
+    *out = from_record(record, tpl, need_final_answer);
+  } catch (const Invalid& e) {
+    return e.why;
+  }
+  return "";
+}
 
 void read_sft_file(const std::string& path, const ChatTemplate& tpl, bool skip_invalid, SftRecords& out) {
   const std::string data = read_file(path);

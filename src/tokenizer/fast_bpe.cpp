@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "polyllama/tokenizer/sp_model.hpp"
+
 namespace polyllama {
 
 namespace {
@@ -194,12 +196,17 @@ std::unique_ptr<FastBpe> FastBpe::create(const std::string& model_bytes, std::st
   if (!escape) return fail("escape_whitespaces is off");
   if (m->pieces_.empty()) return fail("no pieces");
   int unknowns = 0;
+  std::unordered_set<std::string_view> unused;
   for (size_t i = 0; i < m->pieces_.size(); ++i) {
     const int t = types[i];
     const std::string_view piece = m->pieces_[i];
     if (piece.empty()) return fail("empty piece");
+    if (t == kUnused) {  // checked below: never formed by a merge, so never part of an encoding
+      unused.insert(piece);
+      continue;
+    }
     if (t != kNormal && t != kUnknown && t != kControl && t != kByte)
-      return fail("piece " + std::to_string(i) + " has type " + std::to_string(t) + " (user-defined or unused)");
+      return fail("piece " + std::to_string(i) + " has type " + std::to_string(t) + " (user-defined)");
     auto& map = t == kNormal ? m->normal_ : m->reserved_;
     if (!map.emplace(piece, static_cast<int32_t>(i)).second) return fail("duplicate piece " + std::string(piece));
     if (t == kUnknown) {
@@ -208,6 +215,16 @@ std::unique_ptr<FastBpe> FastBpe::create(const std::string& model_bytes, std::st
     }
   }
   if (unknowns != 1) return fail("the model needs exactly one unknown piece");
+  // SentencePiece merges into unused pieces and then splits them back; this encoder only supports unused
+  // pieces no merge can form (the padding `tokenizer extend` adds).
+  for (const std::string_view u : unused) {
+    const bool formable = bpe_can_form(u, [&](std::string_view x) {
+      return m->normal_.count(x) > 0 || m->reserved_.count(x) > 0 || unused.count(x) > 0;
+    });
+    uint32_t cp = 0;
+    if (formable || valid_char_len(u, 0, &cp) == u.size())
+      return fail("unused piece '" + std::string(u) + "' could appear in an encoding");
+  }
   auto piece_to_id = [&](std::string_view w) -> int32_t {
     if (auto it = m->reserved_.find(w); it != m->reserved_.end()) return it->second;
     if (auto it = m->normal_.find(w); it != m->normal_.end()) return it->second;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `polyllama sft` end to end: Alpaca and conversation records train (the loss falls, the template is stored in
 # the checkpoint), and bad input is refused with the file and line, or counted with --skip-invalid; a tokenizer
-# other than the checkpoint's is refused naming both checksums.
+# other than the checkpoint's is refused naming both checksums; `generate --chat` prompts the result through the
+# template stored in it.
 # Usage: test_sft.sh POLYLLAMA_BINARY
 source "$(dirname "$0")/lib.sh" "$@"
 
@@ -33,6 +34,14 @@ grep -q "sft data: 171 train + 9 validation examples" "$work/out.json" && ok "18
   || bad "example counts: $(grep 'sft data' "$work/out.json")"
 grep -q "packing: .* filled" "$work/out.json" && ok "packing reported" || bad "no packing line"
 grep -aqF '[INST] {system}{content} [/INST]' "$work/run/ckpt/step_00000040/model.h5" && ok "template stored in the checkpoint" || bad "no chat_template attribute in model.h5"
+# generate --chat prompts through the stored template: the same record as naming it, another with another template
+echo '{"prompt": "How many sacks did the miller count on day 3?"}' > "$work/q.jsonl"
+chat() { "$bin" generate --ckpt "$work/run" --chat --input "$work/q.jsonl" --max-new-tokens 12 --threads 1 "$@" \
+  2> /dev/null | sed 's/"tokens_per_s":[0-9.e+-]*//'; }
+stored=$(chat); named=$(chat --template llama2-chat); other=$(chat --template alpaca)
+[[ $stored == *'"completion"'* && "$stored" == "$named" && "$stored" != "$other" ]] \
+  && ok "generate --chat prompts through the stored template: $(echo "$stored" | sed 's/.*"completion":\("[^"]*"\).*/\1/')" \
+  || bad "generate --chat: stored [$stored] named [$named] other [$other]"
 
 cp "$work/sft.jsonl" "$work/bad.jsonl"
 echo '{"instruction": "no answer here"}' >> "$work/bad.jsonl"

@@ -9,7 +9,9 @@
 #include <sstream>
 
 #include "polyllama/core/random.hpp"
+#include "polyllama/tokenizer/extend.hpp"
 #include "polyllama/tokenizer/fast_bpe.hpp"
+#include "polyllama/tokenizer/sp_model.hpp"
 #include "polyllama/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
 
@@ -102,6 +104,36 @@ TEST(FastBpe, MatchesSentencePieceOnATrainedModelAndRefusesUnigram) {
   EXPECT_FALSE(FastBpe::create(uni.model_bytes(), &why));
   EXPECT_NE(why.find("not a BPE model"), std::string::npos) << why;
   EXPECT_FALSE(FastBpe::create("not a model", &why));
+}
+
+// An extended tokenizer (new pieces after the base's, unused padding) encodes exactly as SentencePiece, the
+// padding pieces' own names included; an unused piece that a merge could form is refused.
+TEST(FastBpe, MatchesSentencePieceOnAnExtendedModelWithPadding) {
+  const std::string dir = test::temp_dir("fast_bpe_ext");
+  {
+    std::ofstream f(dir + "/zh.txt");
+    for (int i = 0; i < 200; ++i) f << "学而时习之，不亦说乎？有朋自远方来，不亦乐乎？关关雎鸠，在河之洲。\n";
+  }
+  const std::string base = slurp(test::fixture("hf_tiny/tokenizer.model"));
+  train_sentencepiece({dir + "/zh.txt"}, dir + "/zh.model", 320, SpModel::parse(base, "b").segmentation_flags());
+  ExtendOptions opt;
+  opt.pad_to_multiple = 128;
+  const std::string merged = extend_vocabulary(base, "base", slurp(dir + "/zh.model"), "zh", opt).model_bytes;
+  const Tokenizer tok = Tokenizer::from_bytes(merged, "merged");
+  std::string why;
+  const auto fast = FastBpe::create(merged, &why);
+  ASSERT_TRUE(fast) << why;
+  std::string names = slurp(dir + "/zh.txt");
+  const SpModel m = SpModel::parse(merged, "merged");
+  for (const SpPiece& p : m.pieces)
+    if (p.type == PieceType::unused) names += p.piece + " " + p.piece;
+  EXPECT_TRUE(same_ids(tok, *fast, names));
+  for (uint64_t i = 0; i < 3000; ++i) ASSERT_TRUE(same_ids(tok, *fast, random_text(13, i))) << "random text " << i;
+
+  SpModel bad = SpModel::parse(base, "b");
+  bad.pieces.push_back({"he", 0.0f, PieceType::unused, ""});  // 'h' + 'e': a merge can form it
+  EXPECT_FALSE(FastBpe::create(bad.serialize(), &why));
+  EXPECT_NE(why.find("could appear in an encoding"), std::string::npos) << why;
 }
 
 }  // namespace

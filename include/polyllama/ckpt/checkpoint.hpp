@@ -49,6 +49,11 @@ void verify_tensor_file(const std::string& path, const std::vector<NamedTensor>&
 std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,
                             const std::vector<NamedTensor>& optim, const CheckpointMeta& meta,
                             MPI_Comm comm = MPI_COMM_SELF);
+// The two halves of save_checkpoint, for writers that stream their files (resize-vocab): a fresh, empty
+// ckpt_root/step_XXXXXXXX.tmp (returned); then, once its files are written and verified, the rename to
+// step_XXXXXXXX and the move of `latest` (returns the final directory).
+std::string begin_checkpoint(const std::string& ckpt_root, int64_t step, MPI_Comm comm = MPI_COMM_SELF);
+std::string publish_checkpoint(const std::string& ckpt_root, int64_t step, MPI_Comm comm = MPI_COMM_SELF);
 // The directory `latest` names under ckpt_root, or "" when there is none.
 std::string latest_checkpoint(const std::string& ckpt_root);
 // Keeps the newest `keep` complete step directories (0 keeps all).

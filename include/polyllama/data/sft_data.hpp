@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "polyllama/data/chat_template.hpp"
 #include "polyllama/data/shards.hpp"
 
@@ -26,6 +28,12 @@ struct SftRecords {
 // Appends the conversations of `path` to `out` (records that do not end in an answer are invalid: there is
 // nothing to learn from them).
 void read_sft_file(const std::string& path, const ChatTemplate& tpl, bool skip_invalid, SftRecords& out);
+
+// One record of any shape above as a conversation: "" when valid, else what is wrong (the caller adds FILE:LINE).
+// need_final_answer = false is `generate`'s reading: an Alpaca record's output is optional and a conversation
+// may end in a user turn (the prompt to continue).
+std::string conversation_from_record(const nlohmann::json& record, const ChatTemplate& tpl, bool need_final_answer,
+                                     Conversation* out);
 
 // One tokenized conversation: ids[j] is trained (a label) when train[j] != 0.
 struct SftExample {

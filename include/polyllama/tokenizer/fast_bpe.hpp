@@ -12,7 +12,8 @@
 //
 // Supported models (create() says why not otherwise, and callers fall back to SentencePiece): BPE with byte
 // fallback; identity normalisation (no precompiled charsmap) without removing extra whitespace, escaping
-// spaces as U+2581, whitespace as prefix; pieces only of the types normal, unknown, control and byte.
+// spaces as U+2581, whitespace as prefix; pieces only of the types normal, unknown, control and byte, plus
+// unused pieces that no merge can form (the padding of `tokenizer extend`).
 #include <cstdint>
 #include <memory>
 #include <string>

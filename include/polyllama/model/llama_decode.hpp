@@ -1,0 +1,75 @@
+#pragma once
+// Inference over a LlamaModel's weights with a KV cache: prompts are appended in chunks (prefill), then one
+// token per row per step (decode), each step costing O(cache) instead of a full recomputation.
+//
+// Rows of a batch share one cache length; prompts of different lengths are left-padded. Row b's first pad[b]
+// cache positions are padding: its real tokens take RoPE positions 0, 1, ... from cache position pad[b] on, and
+// every real query's attention starts at key pad[b] (AttnSpan::kv_start), so a row computes what it computes
+// alone. Everything goes through the backend's op table and its memory (Arena, upload/download), so the same
+// code runs where the weights live in device memory.
+//
+// Tensor parallelism is not here yet (the distributed issue): a vocab-parallel head would produce the logits of
+// each row by vocabulary slices, which the sampler (eval/sampling.hpp) reads as whole host rows once gathered.
+#include <cstdint>
+#include <vector>
+
+#include "polyllama/core/arena.hpp"
+#include "polyllama/model/llama.hpp"
+
+namespace polyllama {
+
+struct DecodeLimits {
+  int64_t max_batch = 1;    // rows per batch
+  int64_t max_chunk = 64;   // tokens per row per forward (a longer append is split into chunks)
+  int64_t max_cache = 0;    // cache positions per row (padding included)
+  bool all_logits = false;  // append() may return the logits of every new position (tests), not only the last
+};
+
+class LlamaDecoder {
+ public:
+  // Sizes the cache and every activation once (nothing is allocated per step).
+  LlamaDecoder(LlamaModel& model, const DecodeLimits& limits);
+
+  // Starts `batch` rows over an empty cache of `capacity` positions (<= max_cache); row b's first pad[b] cache
+  // positions will hold padding (pad may be empty: none).
+  void begin(int64_t batch, int64_t capacity, const std::vector<int32_t>& pad);
+  // Appends T tokens to every row (tokens (batch, T), host). logits_out (host) receives (batch, V): each row's
+  // logits after its last new token; with all_rows, (batch, T, V): after every new token (needs all_logits).
+  void append(const int32_t* tokens, int64_t T, std::vector<double>* logits_out, bool all_rows = false);
+  // Row b is finished: what is appended to it from now on is padding (position 0, attending to itself only), so
+  // a finished row never runs past max_position_embeddings while the others continue.
+  void retire(int64_t row);
+
+  int64_t length() const { return len_; }  // cache positions filled, padding included
+  int64_t capacity() const { return cap_; }
+  int64_t batch() const { return B_; }
+  size_t cache_bytes() const { return cache_.bytes(); }
+  size_t activation_bytes() const { return acts_.bytes(); }
+
+ private:
+  struct LayerW {
+    Tensor ln1, wq, wk, wv, wo, ln2, wg, wu, wd;
+  };
+  void forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,
+                     std::vector<double>* logits_out);
+  void download_logits(Tensor logits, int64_t rows, double* dst);
+
+  LlamaModel& model_;
+  Backend& be_;
+  ModelConfig cfg_;
+  DecodeLimits lim_;
+  std::vector<LayerW> layers_;
+  Tensor embed_, norm_, head_;
+  Arena cache_, acts_;
+  std::vector<int> k_cache_, v_cache_;  // per layer, (max_batch * max_cache, KV * D)
+  int x_ = -1, ln_ = -1, rstd_ = -1, q_ = -1, k_ = -1, v_ = -1, att_ = -1, probs_ = -1, gate_ = -1, up_ = -1,
+      last_ = -1, logits_ = -1, cos_ = -1, sin_ = -1;
+
+  int64_t B_ = 0, cap_ = 0, len_ = 0;
+  std::vector<int32_t> pad_;
+  std::vector<uint8_t> retired_;
+  std::vector<int32_t> positions_, kv_start_;  // (B, Tc) of the current chunk, host
+  std::vector<char> host_logits_;              // staging for download
+};
+
+}  // namespace polyllama

@@ -1,0 +1,304 @@
+// `polyllama generate`: text from a checkpoint. One prompt streams to the terminal; a JSONL file of prompts is
+// split across the mpirun ranks (each holds the whole model: data parallel) and written back in input order.
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "polyllama/backend/cpu/cpu_backend.hpp"
+#include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/core/log.hpp"
+#include "polyllama/data/sft_data.hpp"
+#include "polyllama/eval/generate.hpp"
+#include "polyllama/train/trainer.hpp"
+#include "verbs.hpp"
+
+namespace polyllama::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct Opts {
+  std::string ckpt, prompt, input, output, tpl, system, dtype = "f32";
+  bool chat = false, no_bos = false, json = false;
+  int tp = 1, threads = 0;
+  GenerateConfig gen;
+};
+
+// One prompt of the input, not yet tokenized.
+struct Prompt {
+  std::string where;                  // FILE:LINE, or "--prompt"
+  std::string text;                   // the prompt as given (the last user message of a conversation)
+  Conversation conv;                  // with --chat
+  json passthrough = json::object();  // "id" and a record's reference answer, copied to the output
+};
+
+std::string step_dir_of(const std::string& path) {
+  std::error_code ec;
+  if (fs::exists(fs::path(path) / "model.h5", ec)) return path;
+  for (const fs::path& root : {fs::path(path) / "ckpt", fs::path(path)})
+    if (fs::exists(root / "latest", ec)) return latest_checkpoint(root.string());
+  fail_input("--ckpt " + path + " is neither a checkpoint step directory (no model.h5) nor a run directory " +
+             "(no ckpt/latest)");
+}
+
+std::vector<Prompt> read_prompts(const Opts& o, const ChatTemplate* tpl) {
+  std::vector<Prompt> out;
+  auto as_chat = [&](Prompt& p) {
+    p.conv.system = o.system;
+    p.conv.turns = {{Role::user, p.text}};
+  };
+  if (!o.prompt.empty()) {
+    Prompt p{"--prompt", o.prompt, {}, json::object()};
+    if (o.chat) as_chat(p);
+    out.push_back(std::move(p));
+    return out;
+  }
+  std::ifstream in(o.input);
+  if (!in) fail_input(o.input + ": cannot open the prompt file (--input)");
+  std::string line;
+  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = o.input + ":" + std::to_string(line_no);
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::parse_error& e) {
+      fail_input(where + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.is_object()) fail_input(where + ": a prompt line is a JSON object, e.g. {\"prompt\": \"...\"}");
+    Prompt p{where, "", {}, json::object()};
+    if (j.contains("id")) p.passthrough["id"] = j["id"];
+    if (j.contains("prompt")) {
+      if (!j["prompt"].is_string()) fail_input(where + ": \"prompt\" is not a string");
+      p.text = j["prompt"].get<std::string>();
+      if (o.chat) as_chat(p);
+      if (o.chat && j.contains("system") && j["system"].is_string()) p.conv.system = j["system"].get<std::string>();
+    } else if (o.chat) {
+      const std::string why = conversation_from_record(j, *tpl, false, &p.conv);
+      if (!why.empty()) fail_input(where + ": " + why);
+      if (p.conv.turns.back().role == Role::assistant) {  // a training record: its answer is the reference
+        p.passthrough["reference"] = p.conv.turns.back().content;
+        p.conv.turns.pop_back();
+      }
+      if (o.system.size() && p.conv.system.empty()) p.conv.system = o.system;
+      p.text = p.conv.turns.back().content;
+      if (j.contains("instruction")) {  // the record's own fields rather than the template's rendering of them
+        p.text = j["instruction"].get<std::string>();
+        if (j.contains("input") && j["input"].is_string() && !j["input"].get<std::string>().empty())
+          p.passthrough["input"] = j["input"];
+      }
+    } else {
+      fail_input(where +
+                 ": no \"prompt\" field (with --chat, Alpaca records and {\"messages\": [...]} "
+                 "conversations are read too)");
+    }
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) fail_input(o.input + ": no prompts");
+  return out;
+}
+
+// The share of n items of dp rank r of P: contiguous blocks, the first ranks taking the larger ones.
+std::pair<size_t, size_t> share(size_t n, int r, int P) {
+  auto at = [&](int k) { return (n * static_cast<size_t>(k) + static_cast<size_t>(P) - 1) / static_cast<size_t>(P); };
+  return {at(r), at(r + 1)};
+}
+
+// Every rank's text, concatenated in rank order, on rank 0.
+std::string gather_text(const std::string& mine, int world_rank, int world_size) {
+  const int n = static_cast<int>(mine.size());
+  std::vector<int> sizes(static_cast<size_t>(world_size)), displs(static_cast<size_t>(world_size), 0);
+  MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+  std::string all;
+  if (world_rank == 0) {
+    for (int r = 1; r < world_size; ++r)
+      displs[static_cast<size_t>(r)] = displs[static_cast<size_t>(r - 1)] + sizes[static_cast<size_t>(r - 1)];
+    all.resize(static_cast<size_t>(displs.back() + sizes.back()));
+  }
+  MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), sizes.data(), displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
+  return all;
+}
+
+int run(const Opts& o) {
+  int world_rank = 0, world_size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  if (o.tp != 1)
+    fail_input("--tp " + std::to_string(o.tp) +
+               ": tensor-parallel generation arrives with the distributed issue "
+               "(data and tensor parallelism); in this version every rank holds the whole model (--tp 1) and "
+               "mpirun ranks split the prompt file (data parallel)");
+  if (o.prompt.empty() == o.input.empty()) fail_input("give exactly one of --prompt TEXT and --input FILE.jsonl");
+  if (o.dtype != "f32" && o.dtype != "f64") fail_input("--dtype " + o.dtype + ": expected f32 or f64");
+  o.gen.validate();
+
+  const std::string dir = step_dir_of(o.ckpt), h5 = dir + "/model.h5";
+  const CheckpointMeta meta = read_meta(h5);
+  const ModelConfig cfg = ModelConfig::from_hf_json(json::parse(meta.config_json), h5);
+  const Tokenizer tok = Tokenizer::from_bytes(meta.tokenizer_bytes, h5);
+  std::unique_ptr<ChatTemplate> tpl;
+  if (o.chat) {
+    if (!o.tpl.empty())
+      tpl = std::make_unique<ChatTemplate>(ChatTemplate::load(o.tpl));
+    else if (!meta.chat_template_json.empty())
+      tpl = std::make_unique<ChatTemplate>(ChatTemplate::from_json(meta.chat_template_json, h5 + ": chat_template"));
+    else
+      fail_input(dir +
+                 " holds no chat template (it was not instruction-tuned by `polyllama sft`): pass --template "
+                 "NAME or drop --chat");
+  } else if (!o.tpl.empty() || !o.system.empty()) {
+    fail_input("--template and --system apply with --chat only");
+  }
+
+  const std::vector<Prompt> prompts = read_prompts(o, tpl.get());
+  const auto [lo, hi] = share(prompts.size(), world_rank, world_size);
+  const EncodeFn encode = [&](const std::string& text, std::vector<int32_t>& ids) {
+    const std::vector<int32_t> e = tok.encode(text);
+    ids.insert(ids.end(), e.begin(), e.end());
+  };
+  std::vector<GenRequest> reqs;
+  for (size_t i = lo; i < hi; ++i) {
+    const Prompt& p = prompts[i];
+    GenRequest r;
+    r.stream = i;
+    if (o.chat) {
+      r.ids = encode_prompt(p.conv, *tpl, encode, tok.bos_id(), tok.eos_id());
+    } else {
+      if (!o.no_bos) r.ids.push_back(tok.bos_id());  // LLaMA's convention; SentencePiece adds the dummy prefix
+      encode(p.text, r.ids);
+    }
+    if (r.ids.empty()) fail_input(p.where + ": the prompt is empty (and --no-bos leaves no token)");
+    if (static_cast<int64_t>(r.ids.size()) >= cfg.max_position_embeddings)
+      fail_input(p.where + ": the prompt has " + std::to_string(r.ids.size()) +
+                 " tokens; the model's max_position_embeddings is " + std::to_string(cfg.max_position_embeddings) +
+                 ", which leaves no room to generate (shorten the prompt)");
+    reqs.push_back(std::move(r));
+  }
+
+  CpuBackend be(o.threads);
+  LlamaModel model(cfg, be, o.dtype == "f64" ? DType::f64 : DType::f32);
+  read_tensor_file(h5, model_tensors(model));
+  const bool streaming = !o.prompt.empty() && !o.json && world_rank == 0;
+  const StreamFn stream = [&](size_t, const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  GenStats st;
+  GenerateConfig gen = o.gen;
+  gen.text_after_prompt = !o.chat;  // a chat answer reads on its own, without the space SentencePiece prefixed
+  const std::vector<GenOutput> outs = generate(model, tok, gen, reqs, streaming ? stream : StreamFn(), &st);
+  if (streaming) std::fputs("\n", stdout);
+
+  std::string mine;
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const Prompt& p = prompts[lo + k];
+    const GenOutput& g = outs[k];
+    json j = {{"index", lo + k}};
+    j.update(p.passthrough);
+    j["prompt"] = p.text;
+    j["completion"] = g.text;
+    j["prompt_tokens"] = reqs[k].ids.size();
+    j["completion_tokens"] = g.tokens.size();
+    j["completion_ids"] = g.tokens;
+    j["finish_reason"] = g.finish_reason;
+    j["tokens_per_s"] = g.seconds > 0 ? static_cast<double>(g.tokens.size()) / g.seconds : 0.0;
+    mine += j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+  const std::string all = gather_text(mine, world_rank, world_size);
+
+  int64_t totals[2] = {st.prompt_tokens, st.generated_tokens}, sums[2] = {0, 0};
+  double secs[3] = {st.seconds, st.prefill_seconds, st.decode_seconds}, maxs[3] = {0, 0, 0};
+  MPI_Reduce(totals, sums, 2, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
+  MPI_Reduce(secs, maxs, 3, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+  if (world_rank != 0) return 0;
+
+  if (!o.output.empty()) {
+    const std::string tmp = o.output + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      if (!f) fail_input(o.output + ": cannot write the output file (--output)");
+      f << all;
+      if (!f.flush()) fail_runtime("writing " + tmp + " failed", __FILE__, __LINE__);
+    }
+    fs::rename(tmp, o.output);
+  } else if (!streaming) {
+    std::fwrite(all.data(), 1, all.size(), stdout);
+    std::fflush(stdout);
+  }
+  const double tps = maxs[0] > 0 ? static_cast<double>(sums[1]) / maxs[0] : 0.0;
+  std::fprintf(stderr,
+               "generate: %zu prompt(s) on %d rank%s, %lld prompt + %lld generated tokens in %.2fs (prefill %.2fs, "
+               "decode %.2fs): %.1f generated tokens/s | batch %lld, %d threads, %s | KV cache %zu KiB%s\n",
+               prompts.size(), world_size, world_size > 1 ? "s" : "", static_cast<long long>(sums[0]),
+               static_cast<long long>(sums[1]), maxs[0], maxs[1], maxs[2], tps,
+               static_cast<long long>(o.gen.batch_size), be.threads(), o.dtype.c_str(), st.cache_bytes >> 10,
+               outs.size() == 1 ? (", finish: " + outs[0].finish_reason).c_str() : "");
+  print_json_summary(o.json && o.prompt.empty() && !o.output.empty(), json{{"prompts", prompts.size()},
+                                                                           {"ranks", world_size},
+                                                                           {"prompt_tokens", sums[0]},
+                                                                           {"generated_tokens", sums[1]},
+                                                                           {"seconds", maxs[0]},
+                                                                           {"tokens_per_s", tps}}
+                                                                          .dump());
+  return 0;
+}
+
+}  // namespace
+
+RunFn add_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "generate",
+      "Text from a checkpoint, with a KV cache. --prompt TEXT streams one completion to the terminal; --input "
+      "FILE.jsonl ({\"prompt\": ...} per line) writes JSONL (prompt, completion, token counts, finish_reason, "
+      "completion_ids, tokens_per_s) in input order, the prompts split across mpirun ranks. --chat prompts through the "
+      "template the "
+      "checkpoint was instruction-tuned with. Greedy unless --temperature > 0. Examples: "
+      "polyllama generate --ckpt run --prompt 'Once upon a time' --max-new-tokens 64 | "
+      "mpirun -np 4 polyllama generate --ckpt sft --chat --input questions.jsonl --output answers.jsonl "
+      "--temperature 0.7 --top-p 0.9 --seed 1");
+  add_config_file(cmd);
+  auto o = std::make_shared<Opts>();
+  GenerateConfig& g = o->gen;
+  cmd->add_option("--ckpt", o->ckpt, "checkpoint: a run directory (its ckpt/latest) or a step directory")->required();
+  cmd->add_option("--prompt", o->prompt, "one prompt; its completion streams to stdout");
+  cmd->add_option("--input", o->input,
+                  "JSONL prompts: {\"prompt\": TEXT, \"id\": optional}; with --chat also Alpaca records "
+                  "{\"instruction\", \"input\"} and {\"messages\": [...]} conversations ending in a user turn");
+  cmd->add_option("--output", o->output, "JSONL output file (default: stdout)");
+  cmd->add_flag("--chat", o->chat, "prompt through the chat template (the checkpoint's, from sft, or --template)");
+  cmd->add_option("--template", o->tpl, "chat template: a built-in name or a JSON file; overrides the checkpoint's");
+  cmd->add_option("--system", o->system, "system prompt for --chat (default: the template's)");
+  cmd->add_option("--max-new-tokens", g.max_new_tokens, "tokens to generate at most per prompt")->capture_default_str();
+  cmd->add_option("--temperature", g.sampling.temperature, "0: greedy; > 0: sample from softmax(logits / T)")
+      ->capture_default_str();
+  cmd->add_option("--top-k", g.sampling.top_k, "sample among the k most likely tokens (0: all)")->capture_default_str();
+  cmd->add_option("--top-p", g.sampling.top_p, "nucleus: the smallest set of most likely tokens reaching p")
+      ->capture_default_str();
+  cmd->add_option("--repetition-penalty", g.sampling.repetition_penalty,
+                  "divide (multiply if negative) the logits of tokens already seen (1: off; 1.1-1.3 typical)")
+      ->capture_default_str();
+  cmd->add_option("--seed", g.sampling.seed, "sampling seed; a prompt's draws depend only on it and its index")
+      ->capture_default_str();
+  cmd->add_option("--stop", g.stop, "stop string (repeatable): the completion ends before it");
+  cmd->add_flag("--ignore-eos", g.ignore_eos, "do not stop at EOS (benchmarks)");
+  cmd->add_flag("--no-bos", o->no_bos, "do not prepend BOS to plain prompts (LLaMA's tokenizer does)");
+  cmd->add_option("--batch-size", g.batch_size, "prompts decoded together per rank")->capture_default_str();
+  cmd->add_option("--prefill-chunk", g.prefill_chunk, "prompt tokens per forward pass while prefilling")
+      ->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "compute dtype on the CPU: f32 or f64")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
+  cmd->add_option("--tp", o->tp, "tensor-parallel ranks (only 1 in this version)")->capture_default_str();
+  cmd->add_flag(
+      "--json", o->json,
+      "with --prompt: print the JSONL record instead of streaming; with --input and --output: a JSON summary line");
+  return [cmd, o]() { return cmd->parsed() ? run(*o) : 0; };
+}
+
+}  // namespace polyllama::cli
