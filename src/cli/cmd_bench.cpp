@@ -30,7 +30,7 @@ struct BenchOpts {
   int threads = 0;
   double peak_tflops = 0;
   std::string device = "cpu";
-  bool json = false, profile = false;
+  bool json = false, profile = false, recompute = false;
 };
 
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab) {
@@ -54,7 +54,7 @@ int bench_cuda(const BenchOpts& o, const ModelConfig& cfg) {
   const double peak = o.peak_tflops > 0 ? o.peak_tflops : bf16_peak_tflops(name);
   LlamaModel model(cfg, be, DType::f32, /*mixed_precision=*/true);
   model.init_random(1, 0.02);
-  model.allocate_activations(o.batch, o.seq);
+  model.allocate_activations(o.batch, o.seq, o.recompute);
   std::vector<ParamSlot> slots;
   for (size_t i = 0; i < model.params().size(); ++i)
     slots.push_back({model.params()[i].name, model.param(i), model.grad(i), model.params()[i].decay});
@@ -139,6 +139,8 @@ RunFn add_bench(CLI::App& app) {
                   "cuda: the GPU's dense bf16 peak for the MFU (default: by device name; H100 SXM/H200 989, H100 "
                   "PCIe 756, A100 312)");
   cmd->add_flag("--json", o->json, "print a one-line JSON summary");
+  cmd->add_flag("--recompute", o->recompute, "activation recomputation (see pretrain --help); MFU still counts "
+                                             "the model FLOPs only");
   cmd->add_flag("--profile", o->profile, "print the time per op of a timed step");
   return [cmd, o]() {
     if (!cmd->parsed()) return 0;
@@ -151,7 +153,7 @@ RunFn add_bench(CLI::App& app) {
     Backend& be = o->profile ? static_cast<Backend&>(prof) : cpu;
     LlamaModel model(cfg, be, DType::f32);
     model.init_random(1, 0.02);
-    model.allocate_activations(o->batch, o->seq);
+    model.allocate_activations(o->batch, o->seq, o->recompute);
     std::vector<ParamSlot> slots;
     for (size_t i = 0; i < model.params().size(); ++i)
       slots.push_back({model.params()[i].name, model.param(i), model.grad(i), model.params()[i].decay});

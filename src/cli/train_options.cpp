@@ -49,6 +49,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "optimizer state; checkpoints are the same f32 files either way)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
+  cmd->add_flag("--recompute", o.recompute,
+                "activation recomputation: keep only each layer's input through the forward pass and recompute the "
+                "layer in backward (one more forward per step; activation memory of one layer instead of all)");
   cmd->add_flag("--json", o.json, "print a one-line JSON summary at the end");
 }
 
@@ -85,7 +88,7 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   m.backend = make_backend(o.device, o.threads);
   m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda");
   load_model_weights(start.dir + "/model.h5", *m.model);
-  m.model->allocate_activations(o.train.micro_batch, o.train.seq_len);
+  m.model->allocate_activations(o.train.micro_batch, o.train.seq_len, o.recompute);
   return m;
 }
 

@@ -24,6 +24,7 @@ struct TrainOptions {
   int64_t val_every = 20;
   int threads = 0;
   std::string device = "cpu";  // cpu, or cuda: bf16 mixed precision with f32 master weights
+  bool recompute = false;      // keep only each layer's input; recompute the rest in backward
 };
 
 // --run-dir, --init-from, --no-resume, the schedule, batch and optimizer flags, --threads, --device, --json.

@@ -11,37 +11,40 @@ static void linear(Backend& be, Tensor y, Tensor x, Tensor w, double beta = 0.0)
 
 void LlamaModel::forward(const int32_t* inputs) {
   PL_CHECK(B_ > 0, "allocate_activations() before forward");
-  const int64_t N = B_ * T_, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, D = cfg_.head_dim();
+  const int64_t N = B_ * T_;
   for (int64_t n = 0; n < N; ++n)
     if (inputs[n] < 0 || inputs[n] >= cfg_.vocab_size)
       fail_input("token id " + std::to_string(inputs[n]) + " at position " + std::to_string(n) +
                  " is outside the vocabulary of " + std::to_string(cfg_.vocab_size));
 
   be_.embedding_forward(A(la_[0].res_in), P(embed_), inputs);
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const Layer& w = layers_[l];
-    const LayerActs& a = la_[l];
-    const Tensor res_out = l + 1 < layers_.size() ? A(la_[l + 1].res_in) : A(res_final_);
-
-    be_.rmsnorm_forward(A(a.ln1), S(a.rstd1), A(a.res_in), P(w.ln1), cfg_.rms_norm_eps);
-    linear(be_, A(a.q), A(a.ln1), P(w.wq));
-    linear(be_, A(a.k), A(a.ln1), P(w.wk));
-    linear(be_, A(a.v), A(a.ln1), P(w.wv));
-    Tensor q4 = A(a.q).view({B_, T_, H, D}), k4 = A(a.k).view({B_, T_, KV, D}), v4 = A(a.v).view({B_, T_, KV, D});
-    be_.rope(q4, S(rope_cos_), S(rope_sin_), rope_positions(), false);
-    be_.rope(k4, S(rope_cos_), S(rope_sin_), rope_positions(), false);
-    be_.attention_forward(A(a.att).view({B_, T_, H, D}), S(a.saved), q4, k4, v4, attn_span());
-    be_.copy(A(a.res_mid), A(a.res_in));
-    linear(be_, A(a.res_mid), A(a.att), P(w.wo), 1.0);
-
-    be_.rmsnorm_forward(A(a.ln2), S(a.rstd2), A(a.res_mid), P(w.ln2), cfg_.rms_norm_eps);
-    linear(be_, A(a.gate), A(a.ln2), P(w.wg));
-    linear(be_, A(a.up), A(a.ln2), P(w.wu));
-    be_.swiglu_forward(A(a.act), A(a.gate), A(a.up));
-    be_.copy(res_out, A(a.res_mid));
-    linear(be_, res_out, A(a.act), P(w.wd), 1.0);
-  }
+  for (size_t l = 0; l < layers_.size(); ++l) layer_forward(l, true);
   be_.rmsnorm_forward(A(lnf_), S(rstdf_), A(res_final_), P(norm_), cfg_.rms_norm_eps);
+}
+
+void LlamaModel::layer_forward(size_t l, bool write_output) {
+  const int64_t H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, D = cfg_.head_dim();
+  const Layer& w = layers_[l];
+  const LayerActs& a = la_[l];
+  be_.rmsnorm_forward(A(a.ln1), S(a.rstd1), A(a.res_in), P(w.ln1), cfg_.rms_norm_eps);
+  linear(be_, A(a.q), A(a.ln1), P(w.wq));
+  linear(be_, A(a.k), A(a.ln1), P(w.wk));
+  linear(be_, A(a.v), A(a.ln1), P(w.wv));
+  Tensor q4 = A(a.q).view({B_, T_, H, D}), k4 = A(a.k).view({B_, T_, KV, D}), v4 = A(a.v).view({B_, T_, KV, D});
+  be_.rope(q4, S(rope_cos_), S(rope_sin_), rope_positions(), false);
+  be_.rope(k4, S(rope_cos_), S(rope_sin_), rope_positions(), false);
+  be_.attention_forward(A(a.att).view({B_, T_, H, D}), S(a.saved), q4, k4, v4, attn_span());
+  be_.copy(A(a.res_mid), A(a.res_in));
+  linear(be_, A(a.res_mid), A(a.att), P(w.wo), 1.0);
+
+  be_.rmsnorm_forward(A(a.ln2), S(a.rstd2), A(a.res_mid), P(w.ln2), cfg_.rms_norm_eps);
+  linear(be_, A(a.gate), A(a.ln2), P(w.wg));
+  linear(be_, A(a.up), A(a.ln2), P(w.wu));
+  be_.swiglu_forward(A(a.act), A(a.gate), A(a.up));
+  if (!write_output) return;
+  const Tensor res_out = l + 1 < layers_.size() ? A(la_[l + 1].res_in) : A(res_final_);
+  be_.copy(res_out, A(a.res_mid));
+  linear(be_, res_out, A(a.act), P(w.wd), 1.0);
 }
 
 void LlamaModel::set_layout(const int32_t* doc_start) {

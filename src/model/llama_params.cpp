@@ -86,7 +86,7 @@ void LlamaModel::init_random(uint64_t seed, double std) {
 
 void LlamaModel::zero_grads() { be_.zero(grads_.flat()); }
 
-void LlamaModel::allocate_activations(int64_t batch, int64_t seq) {
+void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute) {
   PL_CHECK(B_ == 0, "activations are allocated once");
   if (seq > cfg_.max_position_embeddings)
     fail_input("seq_len " + std::to_string(seq) + " exceeds max_position_embeddings " +
@@ -94,9 +94,10 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq) {
   B_ = batch, T_ = seq;
   const int64_t N = batch * seq, C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
   const int64_t H = cfg_.num_attention_heads, D = cfg_.head_dim(), Hd = H * D, KVd = cfg_.num_key_value_heads * D;
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
-    LayerActs a{};
-    a.res_in = acts_.reserve({N, C});
+  recompute_ = recompute;
+  // Everything a layer computes from its input. With recomputation one set serves every layer: only the
+  // residual stream (each layer's input) is kept, and backward recomputes the rest layer by layer.
+  auto reserve_inside = [&](LayerActs& a) {
     a.ln1 = acts_.reserve({N, C});
     a.rstd1 = stats_.reserve({N});
     a.q = acts_.reserve({N, Hd});
@@ -110,6 +111,13 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq) {
     a.gate = acts_.reserve({N, F});
     a.up = acts_.reserve({N, F});
     a.act = acts_.reserve({N, F});
+  };
+  LayerActs shared{};
+  if (recompute) reserve_inside(shared);
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    LayerActs a = shared;
+    a.res_in = acts_.reserve({N, C});
+    if (!recompute) reserve_inside(a);
     la_.push_back(a);
   }
   res_final_ = acts_.reserve({N, C});

@@ -48,8 +48,11 @@ class LlamaModel {
   // parameters (optimizer step, checkpoint load); a no-op otherwise.
   void refresh_working_weights();
 
-  // Sizes every activation buffer for micro-batches of (batch, seq). Call once before training.
-  void allocate_activations(int64_t batch, int64_t seq);
+  // Sizes every activation buffer for micro-batches of (batch, seq). Call once before training. With recompute
+  // only each layer's input is kept through the forward pass; backward recomputes the layer's activations
+  // from it first (one more forward per step, activation memory of one layer instead of all).
+  void allocate_activations(int64_t batch, int64_t seq, bool recompute = false);
+  bool recompute() const { return recompute_; }
   int64_t batch() const { return B_; }
   int64_t seq() const { return T_; }
   size_t activation_bytes() const { return acts_.bytes() + stats_.bytes(); }
@@ -79,6 +82,8 @@ class LlamaModel {
   void register_params();
   size_t add_param(const std::string& name, std::initializer_list<int64_t> dims, bool decay);
   void forward(const int32_t* inputs);
+  // Layer l from its input la_[l].res_in; write_output: also form its output (the next layer's input).
+  void layer_forward(size_t l, bool write_output);
   // Positions and the attention span of this micro-batch from doc_start (checked).
   void set_layout(const int32_t* doc_start);
   // LM head and loss in row chunks, fused with the head's backward so full logits never exist at once.
@@ -103,6 +108,7 @@ class LlamaModel {
   size_t embed_ = 0, norm_ = 0, lm_head_ = 0;
 
   int64_t B_ = 0, T_ = 0, head_chunk_ = 0;
+  bool recompute_ = false;
   std::vector<int32_t> positions_, kv_start_;  // (B, T) of the current micro-batch
   bool segmented_ = false;                     // some row holds more than one example
   const int32_t* rope_positions() const { return segmented_ ? positions_.data() : nullptr; }

@@ -7,7 +7,7 @@ namespace polyllama::cuda::attn {
 
 bool flash_supports(int64_t D);
 
-// rows_per_warp: 16 (Q in registers) or 32 (each K/V fragment feeds two row tiles); 0 picks the default.
+// rows_per_warp: 16 (Q in registers) or 32 (each K/V fragment feeds two row tiles); 0 picks the default (32).
 void flash_forward(cudaStream_t stream, const Geo& g, const __nv_bfloat16* q, const __nv_bfloat16* k,
                    const __nv_bfloat16* v, __nv_bfloat16* out, float* lse, int rows_per_warp = 0);
 
