@@ -1,7 +1,7 @@
 // polyllama plan: memory, communication and time per rank predicted for a model, a layout and a device.
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/error.hpp"
@@ -38,7 +38,8 @@ ModelConfig resolve_model(PlanOpts& o) {
                  opt->get_name() + " apply to presets only (edit a copy of the config.json instead)");
   std::ifstream in(path);
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) fail_input(path + ": not a JSON object (expected a Hugging Face config.json)");
+  if (j.is_discarded() || !j.is_object())
+    fail_input(path + ": not a JSON object (expected a Hugging Face config.json)");
   return ModelConfig::from_hf_json(j, path);
 }
 
@@ -78,14 +79,16 @@ RunFn add_plan(CLI::App& app) {
                 "activation recomputation: keep each layer's input only, recompute the layer in backward");
   cmd->add_flag("--shard-master", o->pc.shard_master,
                 "cuda: shard the f32 master weights over dp too (ZeRO-1 in full; all-gather bf16 weights)");
-  cmd->add_option("--gpu-mem,--mem", o->mem,
-                  "memory of one rank's device: 80G, 80GiB, 81920M (powers of 1024); on cpu the RAM one process may use")
+  cmd->add_option(
+         "--gpu-mem,--mem", o->mem,
+         "memory of one rank's device: 80G, 80GiB, 81920M (powers of 1024); on cpu the RAM one process may use")
       ->capture_default_str();
   cmd->add_option("--reserve", o->reserve,
                   "memory the runtime holds outside the model's buffers (default: 1G on cuda for the CUDA context "
                   "and NCCL; on cpu 176M, this build's measured process baseline, plus OpenBLAS's 32M per thread)");
-  cmd->add_option("--gpu-tflops", o->pc.peak_tflops,
-                  "peak dense TFLOP/s of one rank (default: 989 for cuda, H100/H200 bf16; 0.2 for cpu, two cores' sgemm)");
+  cmd->add_option(
+      "--gpu-tflops", o->pc.peak_tflops,
+      "peak dense TFLOP/s of one rank (default: 989 for cuda, H100/H200 bf16; 0.2 for cpu, two cores' sgemm)");
   cmd->add_option("--mfu", o->pc.mfu, "fraction of the peak a training step reaches")->capture_default_str();
   cmd->add_flag("--json", o->json, "print the plan as one JSON line instead of the table");
   return [cmd, o]() {
@@ -94,8 +97,10 @@ RunFn add_plan(CLI::App& app) {
     o->pc.mem_bytes = parse_mem_size(o->mem, "--gpu-mem");
     o->pc.reserve_bytes = o->reserve.empty() ? -1 : parse_mem_size(o->reserve, "--reserve");
     const Plan plan = make_plan(o->pc);
-    if (o->json) print_json_summary(true, plan.to_json().dump());
-    else std::fputs(plan.table().c_str(), stdout);
+    if (o->json)
+      print_json_summary(true, plan.to_json().dump());
+    else
+      std::fputs(plan.table().c_str(), stdout);
     return 0;
   };
 }

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/error.hpp"
@@ -42,8 +41,8 @@ void PlanConfig::validate() const {
   auto bad = [](const std::string& m) { fail_input("plan: " + m); };
   if (tp < 1 || dp < 1) bad("--tp and --dp must be at least 1, got tp=" + str(tp) + " dp=" + str(dp));
   if (micro_batch < 1 || seq < 1 || grad_accum < 1)
-    bad("--micro-batch, --seq and --grad-accum must be at least 1, got " + str(micro_batch) + ", " + str(seq) +
-        ", " + str(grad_accum));
+    bad("--micro-batch, --seq and --grad-accum must be at least 1, got " + str(micro_batch) + ", " + str(seq) + ", " +
+        str(grad_accum));
   if (seq > model.max_position_embeddings)
     bad("--seq " + str(seq) + " exceeds the model's max_position_embeddings " + str(model.max_position_embeddings));
   if (device != "cpu" && device != "cuda") bad("--device must be cpu or cuda, got '" + device + "'");
@@ -78,12 +77,18 @@ int64_t parse_mem_size(const std::string& s, const std::string& what) {
   std::string unit = s.substr(used);
   if (unit.size() > 1 && (unit.substr(1) == "iB" || unit.substr(1) == "B")) unit = unit.substr(0, 1);
   double mult = 1;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "K" || unit == "k") mult = 1024.0;
-  else if (unit == "M") mult = 1024.0 * 1024;
-  else if (unit == "G") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
-  else return bad();
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "K" || unit == "k")
+    mult = 1024.0;
+  else if (unit == "M")
+    mult = 1024.0 * 1024;
+  else if (unit == "G")
+    mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T")
+    mult = 1024.0 * 1024 * 1024 * 1024;
+  else
+    return bad();
   if (!(v >= 0) || !std::isfinite(v) || v * mult > 9e18) return bad();
   return static_cast<int64_t>(v * mult);
 }
@@ -107,17 +112,17 @@ Plan make_plan(const PlanConfig& in) {
   ArenaSize params;
   params.add(Vl * C);  // embed_tokens, vocab-parallel
   for (int64_t l = 0; l < L; ++l) {
-    params.add(C);             // input_layernorm, replicated
-    params.add(Hl * D * C);    // q_proj, column-parallel
-    params.add(KVl * D * C);   // k_proj
-    params.add(KVl * D * C);   // v_proj
-    params.add(C * Hl * D);    // o_proj, row-parallel
-    params.add(C);             // post_attention_layernorm
-    params.add(Fl * C);        // gate_proj, column-parallel
-    params.add(Fl * C);        // up_proj
-    params.add(C * Fl);        // down_proj, row-parallel
+    params.add(C);            // input_layernorm, replicated
+    params.add(Hl * D * C);   // q_proj, column-parallel
+    params.add(KVl * D * C);  // k_proj
+    params.add(KVl * D * C);  // v_proj
+    params.add(C * Hl * D);   // o_proj, row-parallel
+    params.add(C);            // post_attention_layernorm
+    params.add(Fl * C);       // gate_proj, column-parallel
+    params.add(Fl * C);       // up_proj
+    params.add(C * Fl);       // down_proj, row-parallel
   }
-  params.add(C);                                 // model.norm
+  params.add(C);                                   // model.norm
   if (!m.tie_word_embeddings) params.add(Vl * C);  // lm_head, vocab-parallel
   p.params_total = m.total_params();
   p.params_rank = params.elems;
@@ -134,21 +139,21 @@ Plan make_plan(const PlanConfig& in) {
   // Attention's saved state per layer: the probabilities (B, H, T, T) on the CPU, the log-sum-exp (B, H, T) on
   // CUDA (flash-style backward recomputes the probabilities).
   const int64_t saved = cuda ? B * Hl * T : B * Hl * T * T;
-  ArenaSize acts, stats;  // acts_ in the activation dtype, stats_ in f32
+  ArenaSize acts, stats;       // acts_ in the activation dtype, stats_ in f32
   auto layer_inside = [&]() {  // what a layer computes from its input
-    acts.add(N * C);         // ln1 (replicated)
-    stats.add(N);            // rstd1
-    acts.add(N * Hl * D);    // q
-    acts.add(N * KVl * D);   // k
-    acts.add(N * KVl * D);   // v
-    stats.add(saved);        // attention saved state
-    acts.add(N * Hl * D);    // att
-    acts.add(N * C);         // res_mid (replicated)
-    acts.add(N * C);         // ln2 (replicated)
-    stats.add(N);            // rstd2
-    acts.add(N * Fl);        // gate
-    acts.add(N * Fl);        // up
-    acts.add(N * Fl);        // act = silu(gate) * up
+    acts.add(N * C);           // ln1 (replicated)
+    stats.add(N);              // rstd1
+    acts.add(N * Hl * D);      // q
+    acts.add(N * KVl * D);     // k
+    acts.add(N * KVl * D);     // v
+    stats.add(saved);          // attention saved state
+    acts.add(N * Hl * D);      // att
+    acts.add(N * C);           // res_mid (replicated)
+    acts.add(N * C);           // ln2 (replicated)
+    stats.add(N);              // rstd2
+    acts.add(N * Fl);          // gate
+    acts.add(N * Fl);          // up
+    acts.add(N * Fl);          // act = silu(gate) * up
   };
   // With recompute one set serves every layer and only each layer's input, the residual stream, is kept.
   if (in.recompute) layer_inside();
@@ -200,8 +205,8 @@ Plan make_plan(const PlanConfig& in) {
     if (group <= 1 || count == 0) return;
     const double pg = static_cast<double>(group);
     const double factor = kind == "all-reduce" ? 2.0 * (pg - 1) / pg : (pg - 1) / pg;
-    p.comms.push_back({what, kind, axis, group, count, payload,
-                       factor * static_cast<double>(payload) * static_cast<double>(count)});
+    p.comms.push_back(
+        {what, kind, axis, group, count, payload, factor * static_cast<double>(payload) * static_cast<double>(count)});
   };
   // Forward: the row-parallel o_proj and down_proj outputs are partial sums over tp (2 per layer); recompute
   // repeats the o_proj one (the recomputed layer stops before down_proj). The embedding's rows are spread over

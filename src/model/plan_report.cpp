@@ -1,9 +1,8 @@
 // The plan as a table a person reads and as one JSON object (the numbers themselves are in plan.cpp).
 #include <cstdarg>
 #include <cstdio>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "polyllama/model/plan.hpp"
 
@@ -88,12 +87,13 @@ std::string Plan::table() const {
          static_cast<long long>(m.num_hidden_layers), static_cast<long long>(m.num_attention_heads),
          static_cast<long long>(m.num_key_value_heads), static_cast<long long>(m.intermediate_size),
          static_cast<long long>(m.vocab_size));
-  s += f("layout: tp=%lld x dp=%lld = %lld ranks on %s (%s)%s; micro-batch %lld x seq %lld x grad-accum %lld x dp "
-         "= %lld tokens per step\n",
-         static_cast<long long>(cfg.tp), static_cast<long long>(cfg.dp), static_cast<long long>(cfg.tp * cfg.dp),
-         cfg.device.c_str(), cuda ? "bf16 compute, f32 master" : "f32", cfg.recompute ? ", recompute" : "",
-         static_cast<long long>(cfg.micro_batch), static_cast<long long>(cfg.seq),
-         static_cast<long long>(cfg.grad_accum), static_cast<long long>(tokens_per_step));
+  s +=
+      f("layout: tp=%lld x dp=%lld = %lld ranks on %s (%s)%s; micro-batch %lld x seq %lld x grad-accum %lld x dp "
+        "= %lld tokens per step\n",
+        static_cast<long long>(cfg.tp), static_cast<long long>(cfg.dp), static_cast<long long>(cfg.tp * cfg.dp),
+        cfg.device.c_str(), cuda ? "bf16 compute, f32 master" : "f32", cfg.recompute ? ", recompute" : "",
+        static_cast<long long>(cfg.micro_batch), static_cast<long long>(cfg.seq),
+        static_cast<long long>(cfg.grad_accum), static_cast<long long>(tokens_per_step));
   s += f("\nmemory per rank (%lld parameters in this rank's tensor-parallel shard)\n",
          static_cast<long long>(params_rank));
   const bool gib = mem.total() >= (int64_t{4} << 30);
@@ -109,12 +109,13 @@ std::string Plan::table() const {
   row("activations", mem.activations,
       std::string(cfg.recompute ? "each layer's input + one layer's" : "every layer's, kept for backward") +
           (cuda ? " (bf16; f32 statistics)" : " (f32, attention probabilities included)"));
-  row("buffers", mem.buffers, "logits chunk, backward and attention scratch, rope tables" +
-                                  std::string(cuda ? ", cuBLASLt workspace" : ""));
-  row("reserve", mem.reserve, cuda ? "CUDA context, NCCL (allowance, --reserve)" : "process baseline and OpenBLAS buffers (--reserve)");
+  row("buffers", mem.buffers,
+      "logits chunk, backward and attention scratch, rope tables" + std::string(cuda ? ", cuBLASLt workspace" : ""));
+  row("reserve", mem.reserve,
+      cuda ? "CUDA context, NCCL (allowance, --reserve)" : "process baseline and OpenBLAS buffers (--reserve)");
   s += "  ---------------------------\n";
-  row("total", mem.total(), f("of %s: %s", human_bytes(static_cast<double>(cfg.mem_bytes)).c_str(),
-                              fits ? "FITS" : "DOES NOT FIT"));
+  row("total", mem.total(),
+      f("of %s: %s", human_bytes(static_cast<double>(cfg.mem_bytes)).c_str(), fits ? "FITS" : "DOES NOT FIT"));
   if (!fits)
     s += f("  over by %s: raise --tp (or --dp, for the optimizer shard), lower --micro-batch%s%s\n",
            human_bytes(static_cast<double>(mem.total() - cfg.mem_bytes)).c_str(),

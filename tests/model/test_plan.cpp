@@ -167,7 +167,8 @@ TEST(Plan, Refusals) {
   EXPECT_EQ(parse_mem_size("81920M", "m"), int64_t{80} << 30);
   EXPECT_EQ(parse_mem_size("1.5T", "m"), int64_t{3} << 39);
   EXPECT_EQ(parse_mem_size("4096", "m"), 4096);
-  for (const char* s : {"", "eighty", "80X", "-8G", "80 G", "G", "nan"}) EXPECT_THROW(parse_mem_size(s, "m"), Error) << s;
+  for (const char* s : {"", "eighty", "80X", "-8G", "80 G", "G", "nan"})
+    EXPECT_THROW(parse_mem_size(s, "m"), Error) << s;
 }
 
 TEST(Plan, JsonCarriesTheTable) {

@@ -3,10 +3,9 @@
 // dp x tp layout (DESIGN.md section 3) and a device, from the same sizes LlamaModel, AdamW and the backends
 // allocate. Pure arithmetic: nothing is allocated, so a 70B plan runs on a laptop. Every formula is in plan.cpp.
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "polyllama/model/config.hpp"
 
@@ -17,7 +16,7 @@ struct PlanConfig {
   int64_t tp = 1, dp = 1;
   int64_t micro_batch = 1;  // sequences per micro-batch per data-parallel rank
   int64_t seq = 2048;
-  int64_t grad_accum = 1;  // micro-batches per optimizer step
+  int64_t grad_accum = 1;       // micro-batches per optimizer step
   std::string device = "cuda";  // "cpu": f32 everywhere; "cuda": bf16 mixed precision
   int cpu_threads = 1;          // cpu: sizes the attention backward scratch (one T x T block per thread)
   bool recompute = false;       // keep only each layer's input; backward recomputes the layer
@@ -34,13 +33,13 @@ struct PlanConfig {
 
 // Bytes one rank holds, by what holds them.
 struct PlanMemory {
-  int64_t weights = 0;      // f32 parameters (cpu: the ones the ops read; cuda: the master copy)
+  int64_t weights = 0;       // f32 parameters (cpu: the ones the ops read; cuda: the master copy)
   int64_t weights_bf16 = 0;  // cuda: the working copy the ops read
-  int64_t grads = 0;        // f32, whole: backward writes every gradient of the rank's tp shard
-  int64_t optimizer = 0;    // AdamW exp_avg and exp_avg_sq, f32, 1/dp of them (ZeRO-1)
-  int64_t activations = 0;  // kept from forward for backward (per layer, plus the final norm's)
-  int64_t buffers = 0;      // LM-head logits chunk, backward scratch, attention scratch, rope tables, loss rows
-  int64_t reserve = 0;      // the runtime itself: CUDA context and workspaces, or the process's baseline RSS
+  int64_t grads = 0;         // f32, whole: backward writes every gradient of the rank's tp shard
+  int64_t optimizer = 0;     // AdamW exp_avg and exp_avg_sq, f32, 1/dp of them (ZeRO-1)
+  int64_t activations = 0;   // kept from forward for backward (per layer, plus the final norm's)
+  int64_t buffers = 0;       // LM-head logits chunk, backward scratch, attention scratch, rope tables, loss rows
+  int64_t reserve = 0;       // the runtime itself: CUDA context and workspaces, or the process's baseline RSS
   int64_t total() const { return weights + weights_bf16 + grads + optimizer + activations + buffers + reserve; }
 };
 
@@ -55,8 +54,8 @@ struct PlanCollective {
 
 struct Plan {
   PlanConfig cfg;
-  int64_t params_total = 0;  // logical parameters of the model
-  int64_t params_rank = 0;   // elements in one rank's parameter arena (tp shard, arena-aligned)
+  int64_t params_total = 0;     // logical parameters of the model
+  int64_t params_rank = 0;      // elements in one rank's parameter arena (tp shard, arena-aligned)
   int64_t tokens_per_step = 0;  // global: micro_batch * seq * grad_accum * dp
   PlanMemory mem;
   std::vector<PlanCollective> comms;
