@@ -90,6 +90,12 @@ RunFn add_plan(CLI::App& app) {
       "--gpu-tflops", o->pc.peak_tflops,
       "peak dense TFLOP/s of one rank (default: 989 for cuda, H100/H200 bf16; 0.2 for cpu, two cores' sgemm)");
   cmd->add_option("--mfu", o->pc.mfu, "fraction of the peak a training step reaches")->capture_default_str();
+  cmd->add_option("--tp-gbps", o->pc.tp_gbps,
+                  "bus bandwidth (GB/s, as nccl-tests reports it) of the tensor-parallel links (default: 300 for "
+                  "cuda, NVLink inside a node; 5 for cpu)");
+  cmd->add_option("--dp-gbps", o->pc.dp_gbps,
+                  "bus bandwidth (GB/s) between data-parallel ranks (default: 25 for cuda, one 200 Gb/s InfiniBand "
+                  "port per GPU; 5 for cpu)");
   cmd->add_flag("--json", o->json, "print the plan as one JSON line instead of the table");
   return [cmd, o]() {
     if (!cmd->parsed()) return 0;

@@ -61,6 +61,7 @@ void PlanConfig::validate() const {
   if (mem_bytes <= 0) bad("--gpu-mem must be a positive size such as 80G, got " + str(mem_bytes) + " bytes");
   if (!(mfu > 0 && mfu <= 1)) bad("--mfu must lie in (0, 1], got " + std::to_string(mfu));
   if (peak_tflops < 0) bad("--gpu-tflops must be positive");
+  if (tp_gbps < 0 || dp_gbps < 0) bad("--tp-gbps and --dp-gbps must be positive");
 }
 
 int64_t parse_mem_size(const std::string& s, const std::string& what) {
@@ -234,7 +235,15 @@ Plan make_plan(const PlanConfig& in) {
     p.hardware_flops += static_cast<double>(L) * layer_fwd * static_cast<double>(p.tokens_per_step);
   }
   p.peak_tflops = in.peak_tflops > 0 ? in.peak_tflops : (cuda ? 989.0 : 0.2);
-  p.step_seconds = p.hardware_flops / (static_cast<double>(tp * dp) * p.peak_tflops * 1e12 * in.mfu);
+  p.compute_seconds = p.hardware_flops / (static_cast<double>(tp * dp) * p.peak_tflops * 1e12 * in.mfu);
+  // Default bus bandwidths, round allowances: cuda tp inside a node over NVLink (nccl-tests all-reduce busbw on
+  // H100 SXM is 350-480 GB/s), dp across nodes over one 200 Gb/s InfiniBand port per GPU; cpu: MPI through shared
+  // memory. Megatron's tp all-reduces sit between the matmuls; dp's reduce-scatter can overlap the backward pass.
+  p.tp_gbps = in.tp_gbps > 0 ? in.tp_gbps : (cuda ? 300.0 : 5.0);
+  p.dp_gbps = in.dp_gbps > 0 ? in.dp_gbps : (cuda ? 25.0 : 5.0);
+  for (const PlanCollective& c : p.comms)
+    (c.axis == "tp" ? p.tp_comm_seconds : p.dp_comm_seconds) +=
+        c.wire_bytes / ((c.axis == "tp" ? p.tp_gbps : p.dp_gbps) * 1e9);
   p.fits = mem.total() <= in.mem_bytes;
   return p;
 }

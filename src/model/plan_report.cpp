@@ -74,8 +74,15 @@ nlohmann::json Plan::to_json() const {
           {"hardware_flops", hardware_flops},
           {"peak_tflops", peak_tflops},
           {"mfu", cfg.mfu},
-          {"step_seconds", step_seconds},
-          {"tokens_per_second", step_seconds > 0 ? static_cast<double>(tokens_per_step) / step_seconds : 0.0}};
+          {"tp_gbps", tp_gbps},
+          {"dp_gbps", dp_gbps},
+          {"compute_seconds", compute_seconds},
+          {"tp_comm_seconds", tp_comm_seconds},
+          {"dp_comm_seconds", dp_comm_seconds},
+          {"step_seconds_min", step_seconds_min()},
+          {"step_seconds_max", step_seconds_max()},
+          {"tokens_per_second_max", static_cast<double>(tokens_per_step) / step_seconds_min()},
+          {"tokens_per_second_min", static_cast<double>(tokens_per_step) / step_seconds_max()}};
 }
 
 std::string Plan::table() const {
@@ -131,9 +138,13 @@ std::string Plan::table() const {
 
   s += f("\ncompute per step: %.3g model FLOPs", model_flops);
   if (hardware_flops > model_flops) s += f(" (%.3g with the recomputed forward)", hardware_flops);
-  s += f("\ntime per step: %.3f s at %.0f%% of %.4g TFLOP/s per rank, %.0f tokens/s (communication assumed hidden)\n",
-         step_seconds, 100.0 * cfg.mfu, peak_tflops,
-         step_seconds > 0 ? static_cast<double>(tokens_per_step) / step_seconds : 0.0);
+  s +=
+      f("\ntime per step: compute %.3f s (%.0f%% of %.4g TFLOP/s per rank); communication %.3f s over tp (%.0f GB/s), "
+        "%.3f s over dp (%.0f GB/s)\n",
+        compute_seconds, 100.0 * cfg.mfu, peak_tflops, tp_comm_seconds, tp_gbps, dp_comm_seconds, dp_gbps);
+  s += f("  %.3f s (%.0f tokens/s) with communication hidden, %.3f s (%.0f tokens/s) with none hidden\n",
+         step_seconds_min(), static_cast<double>(tokens_per_step) / step_seconds_min(), step_seconds_max(),
+         static_cast<double>(tokens_per_step) / step_seconds_max());
   return s;
 }
 

@@ -27,6 +27,9 @@ struct PlanConfig {
   int64_t reserve_bytes = -1;  // runtime outside the arenas; -1: the device's default (plan.cpp)
   double peak_tflops = 0;      // 0: the device's default
   double mfu = 0.4;            // fraction of peak the step reaches
+  // Bus bandwidth in GB/s (nccl-tests' busbw: a ring collective's wire bytes per rank over its time) of the
+  // tp group's links and of the dp group's; 0: the device's default (plan.cpp).
+  double tp_gbps = 0, dp_gbps = 0;
   // Fails (exit 1) with the offending numbers: a tp that does not divide the heads, a bad size.
   void validate() const;
 };
@@ -62,7 +65,12 @@ struct Plan {
   double model_flops = 0;     // per step, all ranks: ModelConfig::train_flops
   double hardware_flops = 0;  // per step, all ranks: plus the recomputed forward
   double peak_tflops = 0;
-  double step_seconds = 0;  // hardware_flops / (world * peak * mfu); communication assumed overlapped
+  double tp_gbps = 0, dp_gbps = 0;
+  double compute_seconds = 0;                       // hardware_flops / (world * peak * mfu)
+  double tp_comm_seconds = 0, dp_comm_seconds = 0;  // wire bytes over the bus bandwidth of each axis
+  // The step lies between compute alone (communication hidden) and compute plus all communication (none hidden).
+  double step_seconds_min() const { return compute_seconds; }
+  double step_seconds_max() const { return compute_seconds + tp_comm_seconds + dp_comm_seconds; }
   bool fits = false;
   double comm_wire_bytes() const;
   nlohmann::json to_json() const;
