@@ -106,7 +106,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,n
 row "GPU" "$(head -1 "$out/gpu.txt")"
 # Every op against the CPU backend, the attention kernels, the GPU training run against the CPU loss curve.
 tests_rc=0
-timeout 600 ./tests/polyllama_tests --gtest_filter='Ops.*:*CudaAttention*:CudaTraining.*' \
+timeout 600 ./tests/polyllama_tests --gtest_filter='Ops.*:*CudaAttention*:CudaTraining.*:CudaPlan.*' \
   --gtest_output="xml:$out/tests.xml" > "$out/tests.log" 2>&1 || tests_rc=$?
 passed=$(grep -c '^\[       OK \]' "$out/tests.log" || true)
 failed=$(grep -c '^\[  FAILED  \].*(' "$out/tests.log" || true)
