@@ -1,7 +1,7 @@
 // The planner's formulas, all in this file. Each size mirrors an allocation in the code it names, so when that
 // code changes the plan changes here with it:
 //   parameters, gradients, bf16 working copy: LlamaModel::register_params (src/model/llama_params.cpp)
-//   activations and scratch: LlamaModel::allocate_activations (same file; recompute as on the cuda branch)
+//   activations and scratch: LlamaModel::allocate_activations (same file, with and without --recompute)
 //   optimizer state: AdamW (src/optim/adamw.cpp), sharded over dp by ZeRO-1 (DESIGN.md section 3)
 //   attention state: Backend::attention_saved_elems / attention_scratch_elems (backend/cpu, backend/cuda)
 //   CUDA workspaces: CudaBackend::Context (src/backend/cuda/context.hpp)
