@@ -100,7 +100,8 @@ double xent(T* logits, T* loss, const int32_t* targets, int64_t v0, int32_t igno
 double vocab_parallel_xent(Tensor logits, Tensor loss, const int32_t* targets, int64_t v0, int32_t ignore_index,
                            bool want_grad, double grad_scale, Communicator& tp) {
   const int64_t N = logits.rows(), Vl = logits.cols();
-  PL_CHECK(loss.numel() == N && loss.dtype == logits.dtype, "vocab_parallel_xent: loss must be (N) of the logits' dtype");
+  PL_CHECK(loss.numel() == N && loss.dtype == logits.dtype,
+           "vocab_parallel_xent: loss must be (N) of the logits' dtype");
   if (logits.dtype == DType::f32)
     return xent(logits.ptr<float>(), loss.ptr<float>(), targets, v0, ignore_index, want_grad, grad_scale, N, Vl, tp);
   return xent(logits.ptr<double>(), loss.ptr<double>(), targets, v0, ignore_index, want_grad, grad_scale, N, Vl, tp);

@@ -6,9 +6,14 @@
 
 namespace polyllama {
 
-ZeroAdamW::ZeroAdamW(const OptimConfig& cfg, Backend& backend, std::vector<ZeroSlot> slots,
-                     const ParallelContext& par, size_t bucket_bytes)
-    : cfg_(cfg), be_(backend), slots_(std::move(slots)), par_(par), dp_(par.dims().dp), dp_rank_(par.dp_rank()),
+ZeroAdamW::ZeroAdamW(const OptimConfig& cfg, Backend& backend, std::vector<ZeroSlot> slots, const ParallelContext& par,
+                     size_t bucket_bytes)
+    : cfg_(cfg),
+      be_(backend),
+      slots_(std::move(slots)),
+      par_(par),
+      dp_(par.dims().dp),
+      dp_rank_(par.dp_rank()),
       m_("adam.exp_avg", slots_.empty() ? DType::f32 : slots_[0].slot.param.dtype, &backend),
       v_("adam.exp_avg_sq", slots_.empty() ? DType::f32 : slots_[0].slot.param.dtype, &backend) {
   cfg_.validate();
@@ -60,8 +65,10 @@ Tensor ZeroAdamW::shaped(Tensor flat, size_t i) const {
   const int64_t n = own_[i].second - own_[i].first;
   Tensor t = flat;
   const Tensor& p = slots_[i].slot.param;
-  if (p.ndim == 1) t.shape = {n, 0, 0, 0}, t.ndim = 1;
-  else t.shape = {n, row_elems(i), 0, 0}, t.ndim = 2;
+  if (p.ndim == 1)
+    t.shape = {n, 0, 0, 0}, t.ndim = 1;
+  else
+    t.shape = {n, row_elems(i), 0, 0}, t.ndim = 2;
   return t;
 }
 

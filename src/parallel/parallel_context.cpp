@@ -11,32 +11,40 @@ namespace {
 
 MPI_Datatype mpi_type(DType t) {
   switch (t) {
-    case DType::f32: return MPI_FLOAT;
-    case DType::f64: return MPI_DOUBLE;
-    default: fail_input(std::string("MPI collectives take f32 or f64 host tensors, not ") + dtype_name(t));
+    case DType::f32:
+      return MPI_FLOAT;
+    case DType::f64:
+      return MPI_DOUBLE;
+    default:
+      fail_input(std::string("MPI collectives take f32 or f64 host tensors, not ") + dtype_name(t));
   }
 }
 
 int as_int(int64_t n) {
-  PL_CHECK(n >= 0 && n <= std::numeric_limits<int>::max(), "collective of " + std::to_string(n) +
-                                                                 " elements exceeds MPI's int counts");
+  PL_CHECK(n >= 0 && n <= std::numeric_limits<int>::max(),
+           "collective of " + std::to_string(n) + " elements exceeds MPI's int counts");
   return static_cast<int>(n);
 }
 
 void mpi_check(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) fail_runtime(std::string(what) + " failed with MPI error " + std::to_string(rc),
-                                      __FILE__, __LINE__);
+  if (rc != MPI_SUCCESS)
+    fail_runtime(std::string(what) + " failed with MPI error " + std::to_string(rc), __FILE__, __LINE__);
 }
 
 }  // namespace
 
 const char* collective_name(Collective c) {
   switch (c) {
-    case Collective::all_reduce: return "all_reduce";
-    case Collective::reduce_scatter: return "reduce_scatter";
-    case Collective::all_gather: return "all_gather";
-    case Collective::broadcast: return "broadcast";
-    default: return "?";
+    case Collective::all_reduce:
+      return "all_reduce";
+    case Collective::reduce_scatter:
+      return "reduce_scatter";
+    case Collective::all_gather:
+      return "all_gather";
+    case Collective::broadcast:
+      return "broadcast";
+    default:
+      return "?";
   }
 }
 

@@ -113,6 +113,8 @@ Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& mo
                " must be a multiple of micro_batch * dp = " + std::to_string(cfg_.micro_batch) + " * " +
                std::to_string(dp));
   accum_ = cfg_.accum_steps(dp);
+  log_info(fmt("optimizer state: %.1f MiB per rank (AdamW moments%s)", static_cast<double>(opt_.state_bytes()) / (1 << 20),
+               dp > 1 ? fmt(", ZeRO-1: this rank's 1/%d of the rows", dp).c_str() : ""));
   for (const SampleStream* s : {&train, val})
     if (s && s->seq_len() != cfg_.seq_len)
       fail_input("the data's rows hold " + std::to_string(s->seq_len()) + " positions, the trainer's seq_len is " +

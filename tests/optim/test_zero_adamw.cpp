@@ -17,7 +17,8 @@ namespace {
 const std::vector<std::vector<int64_t>> kShapes = {{7, 3}, {3}, {4, 2}, {5, 5}};
 
 double grad_value(int rank, size_t t, int64_t i, int step) {
-  return 0.01 * static_cast<double>((rank + 1) * (i % 5 + 1)) * (step % 2 ? -1.0 : 1.0) + 0.003 * static_cast<double>(t);
+  return 0.01 * static_cast<double>((rank + 1) * (i % 5 + 1)) * (step % 2 ? -1.0 : 1.0) +
+         0.003 * static_cast<double>(t);
 }
 double init_value(size_t t, int64_t i) { return 0.1 * static_cast<double>(t + 1) - 0.01 * static_cast<double>(i); }
 
@@ -34,8 +35,10 @@ struct Tensors {
     }
     for (size_t t = 0; t < kShapes.size(); ++t) {
       const auto& s = kShapes[t];
-      pt.push_back(s.size() == 1 ? Tensor(p[t].data(), DType::f64, {s[0]}) : Tensor(p[t].data(), DType::f64, {s[0], s[1]}));
-      gt.push_back(s.size() == 1 ? Tensor(g[t].data(), DType::f64, {s[0]}) : Tensor(g[t].data(), DType::f64, {s[0], s[1]}));
+      pt.push_back(s.size() == 1 ? Tensor(p[t].data(), DType::f64, {s[0]})
+                                 : Tensor(p[t].data(), DType::f64, {s[0], s[1]}));
+      gt.push_back(s.size() == 1 ? Tensor(g[t].data(), DType::f64, {s[0]})
+                                 : Tensor(g[t].data(), DType::f64, {s[0], s[1]}));
     }
   }
 };

@@ -10,9 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "polyllama/backend/cpu/cpu_backend.hpp"
 #include "polyllama/core/random.hpp"
@@ -113,8 +112,10 @@ TrainRun train(MPI_Comm comm, int tp, bool tied, DType dt, int64_t steps, const 
   r.losses = trainer.run().losses;
   for (size_t i = 0; i < model.params().size(); ++i) {
     const Tensor p = model.param(i);
-    if (dt == DType::f32) r.blocks.emplace_back(p.ptr<float>(), p.ptr<float>() + p.numel());
-    else r.blocks.emplace_back(p.ptr<double>(), p.ptr<double>() + p.numel());
+    if (dt == DType::f32)
+      r.blocks.emplace_back(p.ptr<float>(), p.ptr<float>() + p.numel());
+    else
+      r.blocks.emplace_back(p.ptr<double>(), p.ptr<double>() + p.numel());
     r.specs.push_back(model.params()[i].shard);
   }
   return r;
@@ -131,8 +132,7 @@ std::vector<double> block_of(const std::vector<double>& full, const ShardSpec& s
   return out;
 }
 
-void expect_same(const TrainRun& got, const TrainRun& ref, const std::string& what, double tol,
-                 size_t first_step = 0) {
+void expect_same(const TrainRun& got, const TrainRun& ref, const std::string& what, double tol, size_t first_step = 0) {
   ASSERT_EQ(got.losses.size() + first_step, ref.losses.size()) << what;
   for (size_t s = 0; s < got.losses.size(); ++s)
     EXPECT_NEAR(got.losses[s], ref.losses[s + first_step], tol * std::abs(ref.losses[s + first_step]))

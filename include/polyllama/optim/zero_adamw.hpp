@@ -19,8 +19,8 @@
 namespace polyllama {
 
 struct ZeroSlot {
-  ParamSlot slot;       // this tp rank's parameter and gradient
-  ShardSpec tp_shard;   // where that sits in the full logical tensor (replica_id != 0: replicated across tp)
+  ParamSlot slot;      // this tp rank's parameter and gradient
+  ShardSpec tp_shard;  // where that sits in the full logical tensor (replica_id != 0: replicated across tp)
 };
 
 class ZeroAdamW {

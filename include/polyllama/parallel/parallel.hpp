@@ -3,12 +3,12 @@
 // the layout as a value; ParallelContext owns the process groups and is passed by reference (no global group
 // accessors). Collectives go through Communicator: MPI now (host memory), NCCL later (device memory) behind the
 // same interface. Each collective counts the payload bytes it moved, for the benchmark.
+#include <mpi.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <mpi.h>
 
 #include "polyllama/core/tensor.hpp"
 
