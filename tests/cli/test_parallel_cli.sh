@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `pretrain --tp` under mpirun: tp 2, dp 2 and tp 2 x dp 2 give the single-process losses (metrics.jsonl, within
+# `pretrain --tp` (and `sft --tp`) under mpirun: tp 2, dp 2 and tp 2 x dp 2 give the single-process losses (metrics.jsonl, within
 # 1e-5 relative: fp32 sums in another order) and resume across layouts; layouts that do not fit are refused with
 # the numbers. Skips (77) without mpirun.
 # Usage: test_parallel_cli.sh POLYLLAMA_BINARY
@@ -47,6 +47,17 @@ mkdir -p "$work/re/ckpt" && cp -r "$work/np4_tp2/ckpt/step_00000003" "$work/re/c
 head -3 "$work/np4_tp2/metrics.jsonl" > "$work/re/metrics.jsonl"
 "$bin" pretrain --run-dir "$work/re" "${args[@]}" >/dev/null 2>&1 && same_losses "$work/re" "$work/one" \
   "tp 2 x dp 2 checkpoint resumed on one process" && passes=$((passes + 1)) || fails=$((fails + 1))
+
+# sft (packed examples, answer-only loss) shares the loop: tp 2 x dp 2 equals one process too.
+for i in $(seq 1 60); do
+  echo "{\"instruction\": \"How many sacks did the miller count on day $i?\", \"output\": \"He counted $((i % 9)) sacks.\"}"
+done > "$work/sft.jsonl"
+sargs=(--init-from "$work/init/ckpt/step_00000000" --data "$work/sft.jsonl" --seq-len 64 --micro-batch 2 --global-batch 8
+       --steps 6 --lr 3e-3 --warmup-steps 1 --threads 1 --log-interval 1 --template llama2-chat)
+"$bin" sft --run-dir "$work/sft1" "${sargs[@]}" >/dev/null 2>&1 || bad "single-process sft"
+"${mpi[@]}" -np 4 "$bin" sft --run-dir "$work/sft4" "${sargs[@]}" --tp 2 > "$work/sft4.log" 2>&1 \
+  && same_losses "$work/sft4" "$work/sft1" "sft at tp 2 x dp 2 equals one process" && passes=$((passes + 1)) \
+  || { fails=$((fails + 1)); tail -3 "$work/sft4.log"; }
 
 expect_fail 1 "--tp 3 does not divide the 2 launched ranks" -- "${mpi[@]}" -np 2 "$bin" pretrain --run-dir "$work/x" \
   "${args[@]}" --tp 3
