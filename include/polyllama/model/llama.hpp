@@ -89,7 +89,9 @@ class LlamaModel {
   void register_params();
   size_t add_param(const std::string& name, std::vector<int64_t> full_dims, bool decay, Split split);
   // Tensor parallelism: the column-parallel branch inputs' gradients and the row-parallel outputs are summed
-  // over tp ranks (no-op without tp).
+  // over tp ranks (no-op without tp). The paired collectives (Megatron's f and g): the input of a column-parallel
+  // layer is used as is (copy) and its gradient is all-reduced in backward; the output of a row-parallel layer
+  // is all-reduced in forward and its gradient used as is (copy) in backward.
   void tp_sum(Tensor x);
   void embed_forward(const int32_t* inputs);
   void embed_backward(const int32_t* inputs);
