@@ -22,7 +22,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--steps", t.steps, "optimizer steps in the whole run")->capture_default_str();
   cmd->add_option("--seq-len", t.seq_len, "tokens per sequence")->capture_default_str();
   cmd->add_option("--micro-batch", t.micro_batch, "sequences per forward/backward")->capture_default_str();
-  cmd->add_option("--global-batch", t.global_batch, "sequences per optimizer step (multiple of micro-batch)");
+  cmd->add_option("--global-batch", t.global_batch,
+                  "sequences per optimizer step over all data-parallel ranks (a multiple of micro-batch x dp; "
+                  "default micro-batch x dp)");
   cmd->add_option("--log-interval", t.log_interval, "steps between progress lines")->capture_default_str();
   cmd->add_option("--eval-interval", t.eval_interval, "steps between validation losses (0: at the end)");
   cmd->add_option("--eval-batches", t.eval_batches, "micro-batches per validation (0: all)")->capture_default_str();
