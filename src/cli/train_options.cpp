@@ -22,7 +22,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--steps", t.steps, "optimizer steps in the whole run")->capture_default_str();
   cmd->add_option("--seq-len", t.seq_len, "tokens per sequence")->capture_default_str();
   cmd->add_option("--micro-batch", t.micro_batch, "sequences per forward/backward")->capture_default_str();
-  cmd->add_option("--global-batch", t.global_batch, "sequences per optimizer step (multiple of micro-batch)");
+  cmd->add_option("--global-batch", t.global_batch,
+                  "sequences per optimizer step over all data-parallel ranks (a multiple of micro-batch x dp; "
+                  "default micro-batch x dp)");
   cmd->add_option("--log-interval", t.log_interval, "steps between progress lines")->capture_default_str();
   cmd->add_option("--eval-interval", t.eval_interval, "steps between validation losses (0: at the end)");
   cmd->add_option("--eval-batches", t.eval_batches, "micro-batches per validation (0: all)")->capture_default_str();
@@ -52,15 +54,21 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_flag("--recompute", o.recompute,
                 "activation recomputation: keep only each layer's input through the forward pass and recompute the "
                 "layer in backward (one more forward per step; activation memory of one layer instead of all)");
+  cmd->add_option("--tp", o.tp,
+                  "tensor-parallel ranks (Megatron: heads, kv-heads, MLP features and vocabulary split over tp "
+                  "consecutive ranks); the launched ranks / tp are data-parallel replicas with ZeRO-1 optimizer "
+                  "state. Example: mpirun -np 4 polyllama pretrain --tp 2 ... (tp 2 x dp 2)")
+      ->capture_default_str();
   cmd->add_flag("--json", o.json, "print a one-line JSON summary at the end");
 }
 
 StartPoint find_start(const TrainOptions& o, const char* verb) {
   int world_size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  if (world_size > 1)
-    fail_input(std::string(verb) + " runs on one rank in this version (data and tensor parallelism come with --tp); "
-               "launched with " + std::to_string(world_size) + " ranks");
+  (void)ParallelDims::from_tp(o.tp, world_size);  // fails early, naming the numbers
+  if (world_size > 1 && o.device != "cpu")
+    fail_input(std::string(verb) + " on " + std::to_string(world_size) + " ranks runs on --device cpu in this "
+               "version (the MPI collectives take host memory; NCCL comes with the multi-GPU work)");
   o.train.validate();
   o.optim.validate();
   StartPoint s;
@@ -85,8 +93,13 @@ StartPoint find_start(const TrainOptions& o, const char* verb) {
 
 LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   LoadedModel m;
+  int world_size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  m.parallel = std::make_unique<ParallelContext>(ParallelDims::from_tp(o.tp, world_size), MPI_COMM_WORLD);
+  validate_tensor_parallel(start.cfg, o.tp);
   m.backend = make_backend(o.device, o.threads);
-  m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda");
+  m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda",
+                                         m.parallel.get());
   load_model_weights(start.dir + "/model.h5", *m.model);
   m.model->allocate_activations(o.train.micro_batch, o.train.seq_len, o.recompute);
   return m;
@@ -96,8 +109,10 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
                  const SampleStream* val) {
   const ModelConfig& cfg = start.cfg;
   const auto* cpu = dynamic_cast<const CpuBackend*>(&model.backend());
-  const std::string where = cpu ? std::to_string(cpu->threads()) + " threads"
-                                : std::string(model.backend().name()) + ", bf16 mixed precision";
+  std::string where = cpu ? std::to_string(cpu->threads()) + " threads"
+                          : std::string(model.backend().name()) + ", bf16 mixed precision";
+  if (const ParallelContext* p = model.parallel(); p && p->dims().tp * p->dims().dp > 1)
+    where += fmt(" per rank | tp %d x dp %d", p->dims().tp, p->dims().dp);
   log_info(fmt("model: %.2fM params, %lld layers, hidden %lld, heads %lld/%lld kv, vocab %lld | %zu MiB weights, "
                "%zu MiB activations | %s",
                static_cast<double>(cfg.total_params()) / 1e6, static_cast<long long>(cfg.num_hidden_layers),
@@ -108,7 +123,11 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
   if (start.resuming) trainer.resume_from(start.dir);  // --init-from takes weights only: a new run starts at step 0
   install_stop_signal_handlers();
   const TrainResult r = trainer.run();
-  print_json_summary(o.json, nlohmann::json{{"step", trainer.state().step},
+  if (const ParallelContext* p = model.parallel(); p && p->dims().tp * p->dims().dp > 1)
+    log_info("collectives (rank 0): " + p->traffic_summary());
+  int world_rank = 0;  // one summary line per run, not per rank
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  print_json_summary(o.json && world_rank == 0, nlohmann::json{{"step", trainer.state().step},
                                             {"consumed_tokens", trainer.state().consumed_tokens},
                                             {"loss", r.losses.empty() ? -1.0 : r.losses.back()},
                                             {"val_loss", r.last_val_loss},

@@ -11,6 +11,7 @@
 #include "polyllama/model/config.hpp"
 #include "polyllama/model/llama.hpp"
 #include "polyllama/optim/adamw.hpp"
+#include "polyllama/parallel/parallel.hpp"
 #include "polyllama/tokenizer/tokenizer.hpp"
 #include "polyllama/train/trainer.hpp"
 
@@ -25,6 +26,7 @@ struct TrainOptions {
   int threads = 0;
   std::string device = "cpu";  // cpu, or cuda: bf16 mixed precision with f32 master weights
   bool recompute = false;      // keep only each layer's input; recompute the rest in backward
+  int tp = 1;                  // tensor-parallel ranks; dp = launched ranks / tp
 };
 
 // --run-dir, --init-from, --no-resume, the schedule, batch and optimizer flags, --threads, --device, --json.
@@ -42,6 +44,7 @@ StartPoint find_start(const TrainOptions& o, const char* verb);
 
 // The model of the start point on --device's backend, activations sized for the options' micro-batch.
 struct LoadedModel {
+  std::unique_ptr<ParallelContext> parallel;  // --tp over the launched ranks
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;
 };

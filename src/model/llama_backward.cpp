@@ -13,7 +13,7 @@ void linear_backward(Backend& be, Tensor dx, Tensor dw, Tensor dy, Tensor x, Ten
 // Reads dL/d(final norm output) from dln_ (written by head_and_loss) and walks the layers in reverse.
 // dres_ carries the residual stream's gradient and is accumulated in place by every branch.
 void LlamaModel::backward(const int32_t* inputs) {
-  const int64_t H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, D = cfg_.head_dim();
+  const int64_t H = H_, KV = KV_, D = cfg_.head_dim();
   const Tensor dres = A(dres_), dln = A(dln_);
   be_.zero(dres);
   be_.rmsnorm_backward(dres, G(norm_), dln, A(res_final_), P(norm_), S(rstdf_));
@@ -27,6 +27,7 @@ void LlamaModel::backward(const int32_t* inputs) {
     be_.swiglu_backward(A(dgate_), A(dup_), A(dact_), A(a.gate), A(a.up));
     linear_backward(be_, dln, G(w.wg), A(dgate_), A(a.ln2), P(w.wg), false);
     linear_backward(be_, dln, G(w.wu), A(dup_), A(a.ln2), P(w.wu), true);
+    tp_sum(dln);  // column-parallel gate/up: each rank's features give part of dL/d(ln2)
     be_.rmsnorm_backward(dres, G(w.ln2), dln, A(a.res_mid), P(w.ln2), S(a.rstd2));
 
     // Attention: res_mid = res_in + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1)))
@@ -40,9 +41,10 @@ void LlamaModel::backward(const int32_t* inputs) {
     linear_backward(be_, dln, G(w.wq), A(dq_), A(a.ln1), P(w.wq), false);
     linear_backward(be_, dln, G(w.wk), A(dk_), A(a.ln1), P(w.wk), true);
     linear_backward(be_, dln, G(w.wv), A(dv_), A(a.ln1), P(w.wv), true);
+    tp_sum(dln);  // column-parallel q/k/v: each rank's heads give part of dL/d(ln1)
     be_.rmsnorm_backward(dres, G(w.ln1), dln, A(a.res_in), P(w.ln1), S(a.rstd1));
   }
-  be_.embedding_backward(G(embed_), dres, inputs);
+  embed_backward(inputs);
 }
 
 }  // namespace polyllama

@@ -9,6 +9,47 @@ static void linear(Backend& be, Tensor y, Tensor x, Tensor w, double beta = 0.0)
   be.matmul(y, x, w, false, true, 1.0, beta);
 }
 
+// Vocab-parallel embedding: this rank looks up the tokens its rows hold, zeroes the rows of the others, and the
+// tp ranks' outputs are summed (each token's row comes from exactly one rank).
+void LlamaModel::embed_forward(const int32_t* inputs) {
+  const Tensor out = A(la_[0].res_in);
+  if (tp_ == 1) {
+    be_.embedding_forward(out, P(embed_), inputs);
+    return;
+  }
+  const int64_t N = B_ * T_;
+  foreign_runs_.clear();
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t local = inputs[n] - v0_;
+    const bool mine = local >= 0 && local < V_;
+    local_ids_[static_cast<size_t>(n)] = mine ? static_cast<int32_t>(local) : 0;
+    if (mine) continue;
+    if (!foreign_runs_.empty() && foreign_runs_.back().first + foreign_runs_.back().second == n)
+      foreign_runs_.back().second += 1;
+    else
+      foreign_runs_.push_back({n, 1});
+  }
+  be_.embedding_forward(out, P(embed_), local_ids_.data());
+  for (const auto& [n0, len] : foreign_runs_) be_.zero(out.slice_rows(n0, len));
+  tp_sum(out);
+}
+
+// dres (whole on every tp rank) flows into this rank's rows only; the rows of foreign tokens are dropped.
+void LlamaModel::embed_backward(const int32_t* inputs) {
+  const Tensor dres = A(dres_);
+  if (tp_ == 1) {
+    be_.embedding_backward(G(embed_), dres, inputs);
+    return;
+  }
+  for (const auto& [n0, len] : foreign_runs_) be_.zero(dres.slice_rows(n0, len));
+  be_.embedding_backward(G(embed_), dres, local_ids_.data());
+}
+
+void LlamaModel::residual_into(Tensor dst, Tensor residual) {
+  if (tp_rank_ == 0) be_.copy(dst, residual);
+  else be_.zero(dst);
+}
+
 void LlamaModel::forward(const int32_t* inputs) {
   PL_CHECK(B_ > 0, "allocate_activations() before forward");
   const int64_t N = B_ * T_;
@@ -17,13 +58,13 @@ void LlamaModel::forward(const int32_t* inputs) {
       fail_input("token id " + std::to_string(inputs[n]) + " at position " + std::to_string(n) +
                  " is outside the vocabulary of " + std::to_string(cfg_.vocab_size));
 
-  be_.embedding_forward(A(la_[0].res_in), P(embed_), inputs);
+  embed_forward(inputs);
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(l, true);
   be_.rmsnorm_forward(A(lnf_), S(rstdf_), A(res_final_), P(norm_), cfg_.rms_norm_eps);
 }
 
 void LlamaModel::layer_forward(size_t l, bool write_output) {
-  const int64_t H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, D = cfg_.head_dim();
+  const int64_t H = H_, KV = KV_, D = cfg_.head_dim();  // this rank's heads
   const Layer& w = layers_[l];
   const LayerActs& a = la_[l];
   be_.rmsnorm_forward(A(a.ln1), S(a.rstd1), A(a.res_in), P(w.ln1), cfg_.rms_norm_eps);
@@ -34,8 +75,10 @@ void LlamaModel::layer_forward(size_t l, bool write_output) {
   be_.rope(q4, S(rope_cos_), S(rope_sin_), rope_positions(), false);
   be_.rope(k4, S(rope_cos_), S(rope_sin_), rope_positions(), false);
   be_.attention_forward(A(a.att).view({B_, T_, H, D}), S(a.saved), q4, k4, v4, attn_span());
-  be_.copy(A(a.res_mid), A(a.res_in));
+  // Row-parallel o_proj: every tp rank adds its heads' share, one of them the residual, and the sum is taken.
+  residual_into(A(a.res_mid), A(a.res_in));
   linear(be_, A(a.res_mid), A(a.att), P(w.wo), 1.0);
+  tp_sum(A(a.res_mid));
 
   be_.rmsnorm_forward(A(a.ln2), S(a.rstd2), A(a.res_mid), P(w.ln2), cfg_.rms_norm_eps);
   linear(be_, A(a.gate), A(a.ln2), P(w.wg));
@@ -43,8 +86,9 @@ void LlamaModel::layer_forward(size_t l, bool write_output) {
   be_.swiglu_forward(A(a.act), A(a.gate), A(a.up));
   if (!write_output) return;
   const Tensor res_out = l + 1 < layers_.size() ? A(la_[l + 1].res_in) : A(res_final_);
-  be_.copy(res_out, A(a.res_mid));
+  residual_into(res_out, A(a.res_mid));  // row-parallel down_proj, likewise
   linear(be_, res_out, A(a.act), P(w.wd), 1.0);
+  tp_sum(res_out);
 }
 
 void LlamaModel::set_layout(const int32_t* doc_start) {
@@ -77,12 +121,17 @@ double LlamaModel::head_and_loss(const int32_t* targets, double loss_scale, bool
     const int64_t m = std::min(head_chunk_, N - r0);
     Tensor logits = A(logits_).slice_rows(0, m), x = lnf.slice_rows(r0, m);
     linear(be_, logits, x, W);
-    total += be_.softmax_xent(logits, loss.slice_rows(r0, m), targets + r0, kIgnoreIndex, want_grad, loss_scale);
+    // Vocab-parallel: each tp rank holds rows [v0_, v0_ + V_) of the head, so its logits are that slice.
+    total += tp_ > 1 ? vocab_parallel_xent(logits, loss.slice_rows(r0, m), targets + r0, v0_, kIgnoreIndex,
+                                           want_grad, loss_scale, par_->tp())
+                     : be_.softmax_xent(logits, loss.slice_rows(r0, m), targets + r0, kIgnoreIndex, want_grad,
+                                        loss_scale);
     if (want_grad) {  // logits now hold dL/dlogits
       be_.matmul(A(dln_).slice_rows(r0, m), logits, W, false, false, 1.0, 0.0);
       be_.matmul(head_grad(), logits, x, true, false, 1.0, 1.0);
     }
   }
+  if (want_grad) tp_sum(A(dln_));  // each slice of the vocabulary contributed its part of dL/dx
   return total;
 }
 
@@ -98,6 +147,7 @@ double LlamaModel::forward_backward(const int32_t* inputs, const int32_t* target
 void LlamaModel::forward_logits(const int32_t* inputs, Tensor logits, const int32_t* doc_start) {
   const int64_t N = B_ * T_;
   PL_CHECK(logits.rows() == N && logits.cols() == cfg_.vocab_size, "logits must be (batch * seq, vocab)");
+  PL_CHECK(tp_ == 1, "forward_logits gathers whole logits: one tensor-parallel rank only");
   set_layout(doc_start);
   forward(inputs);
   linear(be_, logits, A(lnf_), head_weight());

@@ -6,8 +6,9 @@
 
 namespace polyllama {
 
-LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bool mixed_precision)
-    : cfg_(cfg), be_(backend), dtype_(dtype), mixed_(mixed_precision),
+LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bool mixed_precision,
+                       const ParallelContext* parallel)
+    : cfg_(cfg), be_(backend), par_(parallel), dtype_(dtype), mixed_(mixed_precision),
       act_dtype_(mixed_precision ? DType::bf16 : dtype), stat_dtype_(dtype), weights_("weights", dtype, &backend),
       grads_("grads", dtype, &backend), work_("weights.bf16", DType::bf16, &backend),
       acts_("activations", act_dtype_, &backend), stats_("statistics", stat_dtype_, &backend) {
@@ -16,6 +17,13 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bo
                                                  std::string(dtype_name(dtype_)));
   if (mixed_ && !be_.supports(Op::matmul, DType::bf16))
     fail_input(std::string("mixed precision needs bf16 ops; the ") + be_.name() + " backend has none");
+  if (par_) tp_ = par_->dims().tp, tp_rank_ = par_->tp_rank();
+  validate_tensor_parallel(cfg_, tp_);
+  if (tp_ > 1 && (!be_.host_memory() || mixed_))
+    fail_input(std::string("tensor parallelism runs on host-memory backends in this version (MPI collectives); "
+                           "the ") + be_.name() + " backend needs the NCCL collectives");
+  H_ = cfg_.num_attention_heads / tp_, KV_ = cfg_.num_key_value_heads / tp_;
+  F_ = cfg_.intermediate_size / tp_, V_ = cfg_.vocab_size / tp_, v0_ = V_ * tp_rank_;
   register_params();
   weights_.allocate();
   grads_.allocate();
@@ -26,34 +34,41 @@ void LlamaModel::refresh_working_weights() {
   if (mixed_) be_.copy(work_.flat(), weights_.flat());
 }
 
-size_t LlamaModel::add_param(const std::string& name, std::initializer_list<int64_t> dims, bool decay) {
-  weights_.reserve(dims);
-  if (mixed_) work_.reserve(dims);  // the same layout: one handle serves all three arenas
-  int h = grads_.reserve(dims);
-  params_.push_back({name, h, decay});
+size_t LlamaModel::add_param(const std::string& name, std::vector<int64_t> full_dims, bool decay, Split split) {
+  const ShardSpec shard = tp_shard(full_dims, split, tp_, tp_rank_);
+  const std::vector<int64_t>& d = shard.local_shape;
+  auto reserve = [&](Arena& a) { return d.size() == 1 ? a.reserve({d[0]}) : a.reserve({d[0], d[1]}); };
+  reserve(weights_);
+  if (mixed_) reserve(work_);  // the same layout: one handle serves all three arenas
+  const int h = reserve(grads_);
+  params_.push_back({name, h, decay, split, shard});
   return params_.size() - 1;
+}
+
+void LlamaModel::tp_sum(Tensor x) {
+  if (tp_ > 1) par_->tp().all_reduce(x);
 }
 
 void LlamaModel::register_params() {
   const int64_t C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
   const int64_t Hd = cfg_.num_attention_heads * cfg_.head_dim(), KVd = cfg_.num_key_value_heads * cfg_.head_dim();
-  embed_ = add_param("model.embed_tokens.weight", {V, C}, true);
+  embed_ = add_param("model.embed_tokens.weight", {V, C}, true, Split::rows);
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     Layer L{};
-    L.ln1 = add_param(p + "input_layernorm.weight", {C}, false);
-    L.wq = add_param(p + "self_attn.q_proj.weight", {Hd, C}, true);
-    L.wk = add_param(p + "self_attn.k_proj.weight", {KVd, C}, true);
-    L.wv = add_param(p + "self_attn.v_proj.weight", {KVd, C}, true);
-    L.wo = add_param(p + "self_attn.o_proj.weight", {C, Hd}, true);
-    L.ln2 = add_param(p + "post_attention_layernorm.weight", {C}, false);
-    L.wg = add_param(p + "mlp.gate_proj.weight", {F, C}, true);
-    L.wu = add_param(p + "mlp.up_proj.weight", {F, C}, true);
-    L.wd = add_param(p + "mlp.down_proj.weight", {C, F}, true);
+    L.ln1 = add_param(p + "input_layernorm.weight", {C}, false, Split::none);
+    L.wq = add_param(p + "self_attn.q_proj.weight", {Hd, C}, true, Split::rows);
+    L.wk = add_param(p + "self_attn.k_proj.weight", {KVd, C}, true, Split::rows);
+    L.wv = add_param(p + "self_attn.v_proj.weight", {KVd, C}, true, Split::rows);
+    L.wo = add_param(p + "self_attn.o_proj.weight", {C, Hd}, true, Split::cols);
+    L.ln2 = add_param(p + "post_attention_layernorm.weight", {C}, false, Split::none);
+    L.wg = add_param(p + "mlp.gate_proj.weight", {F, C}, true, Split::rows);
+    L.wu = add_param(p + "mlp.up_proj.weight", {F, C}, true, Split::rows);
+    L.wd = add_param(p + "mlp.down_proj.weight", {C, F}, true, Split::cols);
     layers_.push_back(L);
   }
-  norm_ = add_param("model.norm.weight", {C}, false);
-  if (!cfg_.tie_word_embeddings) lm_head_ = add_param("lm_head.weight", {V, C}, true);
+  norm_ = add_param("model.norm.weight", {C}, false, Split::none);
+  if (!cfg_.tie_word_embeddings) lm_head_ = add_param("lm_head.weight", {V, C}, true, Split::rows);
 }
 
 size_t LlamaModel::param_index(const std::string& name) const {
@@ -69,13 +84,21 @@ void LlamaModel::init_random(uint64_t seed, double std) {
     uint64_t stream = 0;  // the name, hashed: the draw does not depend on registration order
     for (char ch : params_[i].name) stream = mix64(stream ^ static_cast<unsigned char>(ch));
     const int64_t n = t.numel();
+    // Element j of this rank's block draws the number of its index in the full tensor: every layout holds the
+    // same model.
+    const ShardSpec& sh = params_[i].shard;
+    const int64_t cols = sh.local_shape.size() == 2 ? sh.local_shape[1] : 1;
+    const int64_t gcols = sh.global_shape.size() == 2 ? sh.global_shape[1] : 1;
+    const int64_t r0 = sh.global_offset[0], c0 = sh.global_offset.size() == 2 ? sh.global_offset[1] : 0;
     auto fill = [&](auto z) {  // drawn in host memory, then uploaded (a memcpy when the backend is the CPU)
       using T = decltype(z);
       std::vector<T> host(static_cast<size_t>(n));
       T* p = host.data();
 #pragma omp parallel for schedule(static)
-      for (int64_t j = 0; j < n; ++j)
-        p[j] = is_norm ? T(1) : static_cast<T>(std * random_normal(seed, stream, static_cast<uint64_t>(j)));
+      for (int64_t j = 0; j < n; ++j) {
+        const auto g = static_cast<uint64_t>((r0 + j / cols) * gcols + c0 + j % cols);
+        p[j] = is_norm ? T(1) : static_cast<T>(std * random_normal(seed, stream, g));
+      }
       be_.upload(t, p);
     };
     if (dtype_ == DType::f32) fill(float{});
@@ -92,8 +115,9 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
     fail_input("seq_len " + std::to_string(seq) + " exceeds max_position_embeddings " +
                std::to_string(cfg_.max_position_embeddings));
   B_ = batch, T_ = seq;
-  const int64_t N = batch * seq, C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
-  const int64_t H = cfg_.num_attention_heads, D = cfg_.head_dim(), Hd = H * D, KVd = cfg_.num_key_value_heads * D;
+  // This rank's shard of every branch (all of it without tp); the residual stream stays whole.
+  const int64_t N = batch * seq, C = cfg_.hidden_size, F = F_, V = V_;
+  const int64_t H = H_, D = cfg_.head_dim(), Hd = H * D, KVd = KV_ * D;
   recompute_ = recompute;
   // Everything a layer computes from its input. With recomputation one set serves every layer: only the
   // residual stream (each layer's input) is kept, and backward recomputes the rest layer by layer.
@@ -145,9 +169,10 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
   dact_ = acts_.reserve({N, F});
   dgate_ = acts_.reserve({N, F});
   dup_ = acts_.reserve({N, F});
-  attn_scratch_ = stats_.reserve({be_.attention_scratch_elems(batch, H, seq, cfg_.num_key_value_heads, D)});
+  attn_scratch_ = stats_.reserve({be_.attention_scratch_elems(batch, H, seq, KV_, D)});
   acts_.allocate();
   stats_.allocate();
+  if (tp_ > 1) local_ids_.resize(static_cast<size_t>(N));
 
   // Rotary tables in double, then rounded once: HF computes inv_freq = theta^(-2i/D) the same way.
   auto fill = [&](auto z) {  // in host memory, then uploaded (a memcpy when the backend is the CPU)

@@ -22,13 +22,19 @@ int64_t counted_targets(const int32_t* targets, int64_t n) {
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
-std::vector<ParamSlot> slots_of(LlamaModel& m) {
-  std::vector<ParamSlot> s;
-  for (size_t i = 0; i < m.params().size(); ++i)
-    s.push_back({m.params()[i].name, m.param(i), m.grad(i), m.params()[i].decay});
-  return s;
+const ParallelContext& context_of(const LlamaModel& m, std::unique_ptr<ParallelContext>& own) {
+  if (m.parallel()) return *m.parallel();
+  own = ParallelContext::single();
+  return *own;
 }
 }  // namespace
+
+std::vector<ZeroSlot> zero_slots_of(LlamaModel& m) {
+  std::vector<ZeroSlot> s;
+  for (size_t i = 0; i < m.params().size(); ++i)
+    s.push_back({{m.params()[i].name, m.param(i), m.grad(i), m.params()[i].decay}, m.params()[i].shard});
+  return s;
+}
 
 void install_stop_signal_handlers() {
   std::signal(SIGINT, on_signal);
@@ -49,20 +55,22 @@ void TrainConfig::validate() const {
 }
 
 std::vector<NamedTensor> model_tensors(const LlamaModel& m) {
+  const int dp_rank = m.parallel() ? m.parallel()->dp_rank() : 0, tp = m.tp();
   std::vector<NamedTensor> out;
-  for (size_t i = 0; i < m.params().size(); ++i) out.push_back({m.params()[i].name, m.param(i), {}});
+  for (size_t i = 0; i < m.params().size(); ++i) {
+    ShardSpec s = m.params()[i].shard;
+    s.replica_id += dp_rank * tp;  // dp replicas of a block do not write it
+    out.push_back({m.params()[i].name, m.param(i), s});
+  }
   return out;
 }
 
-std::vector<NamedTensor> optimizer_tensors(const AdamW& opt) {
+std::vector<NamedTensor> optimizer_tensors(const ZeroAdamW& opt) {
   std::vector<NamedTensor> out;
   for (size_t i = 0; i < opt.slots().size(); ++i) {
-    const Tensor& p = opt.slots()[i].param;
-    Tensor m = opt.exp_avg(i), v = opt.exp_avg_sq(i);
-    m.ndim = v.ndim = p.ndim;  // stored under the parameter's full logical shape
-    m.shape = v.shape = p.shape;
-    out.push_back({"exp_avg." + opt.slots()[i].name, m, {}});
-    out.push_back({"exp_avg_sq." + opt.slots()[i].name, v, {}});
+    const ShardSpec s = opt.state_shard(i);
+    out.push_back({"exp_avg." + opt.slots()[i].slot.name, opt.exp_avg(i), s});
+    out.push_back({"exp_avg_sq." + opt.slots()[i].slot.name, opt.exp_avg_sq(i), s});
   }
   return out;
 }
@@ -96,15 +104,23 @@ void load_model_weights(const std::string& model_h5, LlamaModel& m) {
 
 Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const SampleStream& train,
                  const SampleStream* val, CheckpointMeta base_meta)
-    : cfg_(cfg), ocfg_(ocfg), model_(model), opt_(ocfg, model.backend(), slots_of(model)), train_(train), val_(val),
-      meta_(std::move(base_meta)) {
+    : cfg_(cfg), ocfg_(ocfg), model_(model), par_(context_of(model, own_par_)),
+      opt_(ocfg, model.backend(), zero_slots_of(model), par_), train_(train), val_(val), meta_(std::move(base_meta)) {
   cfg_.validate();
+  const int dp = par_.dims().dp;
+  if (cfg_.global_rows(dp) % (cfg_.micro_batch * dp) != 0)
+    fail_input("training config: global_batch " + std::to_string(cfg_.global_rows(dp)) +
+               " must be a multiple of micro_batch * dp = " + std::to_string(cfg_.micro_batch) + " * " +
+               std::to_string(dp));
+  accum_ = cfg_.accum_steps(dp);
+  log_info(fmt("optimizer state: %.1f MiB per rank (AdamW moments%s)", static_cast<double>(opt_.state_bytes()) / (1 << 20),
+               dp > 1 ? fmt(", ZeRO-1: this rank's 1/%d of the rows", dp).c_str() : ""));
   for (const SampleStream* s : {&train, val})
     if (s && s->seq_len() != cfg_.seq_len)
       fail_input("the data's rows hold " + std::to_string(s->seq_len()) + " positions, the trainer's seq_len is " +
                  std::to_string(cfg_.seq_len));
   // Room for a whole step's micro-batches (see run()).
-  const auto n = static_cast<size_t>(cfg_.micro_batch * cfg_.accum_steps() * cfg_.seq_len);
+  const auto n = static_cast<size_t>(cfg_.micro_batch * accum_ * cfg_.seq_len);
   inputs_.resize(n);
   targets_.resize(n);
   doc_start_.resize(n);
@@ -117,13 +133,15 @@ void Trainer::resume_from(const std::string& step_dir) {
   st_.step = j.at("step").get<int64_t>();
   st_.consumed_samples = j.at("consumed_samples").get<int64_t>();
   st_.consumed_tokens = j.at("consumed_tokens").get<int64_t>();
-  if (j.at("micro_batch").get<int64_t>() * j.at("accum_steps").get<int64_t>() !=
-      cfg_.micro_batch * cfg_.accum_steps())
+  const int64_t saved_rows = j.contains("global_batch") ? j.at("global_batch").get<int64_t>()
+                                                         : j.at("micro_batch").get<int64_t>() *
+                                                               j.at("accum_steps").get<int64_t>();
+  if (saved_rows != cfg_.global_rows(par_.dims().dp))
     log_warn("global batch changed on resume; the data order continues from consumed samples");
   HostMirror optim(model_.backend(), optimizer_tensors(opt_));
   read_tensor_file(step_dir + "/optim.h5", optim.host);
   optim.push();
-  truncate_metrics_after(st_.step);
+  if (par_.rank() == 0) truncate_metrics_after(st_.step);
   opt_.set_steps_done(j.at("optimizer_steps").get<int64_t>());
   log_info(fmt("resumed from %s at step %lld (%lld samples consumed)", step_dir.c_str(),
                static_cast<long long>(st_.step), static_cast<long long>(st_.consumed_samples)));
@@ -154,7 +172,10 @@ std::string Trainer::save() {
                       {"consumed_tokens", st_.consumed_tokens},
                       {"optimizer_steps", opt_.steps_done()},
                       {"micro_batch", cfg_.micro_batch},
-                      {"accum_steps", cfg_.accum_steps()},
+                      {"accum_steps", accum_},
+                      {"global_batch", cfg_.global_rows(par_.dims().dp)},
+                      {"tp", par_.dims().tp},
+                      {"dp", par_.dims().dp},
                       {"seq_len", cfg_.seq_len},
                       {"total_steps", cfg_.steps},
                       {"data_seed", cfg_.seed},
@@ -166,8 +187,10 @@ std::string Trainer::save() {
   HostMirror weights(model_.backend(), model_tensors(model_)), optim(model_.backend(), optimizer_tensors(opt_));
   weights.pull();
   optim.pull();
-  const std::string dir = save_checkpoint(cfg_.run_dir + "/ckpt", st_.step, weights.host, optim.host, meta);
-  prune_checkpoints(cfg_.run_dir + "/ckpt", cfg_.keep_last);
+  const std::string dir =
+      save_checkpoint(cfg_.run_dir + "/ckpt", st_.step, weights.host, optim.host, meta, par_.world_comm());
+  if (par_.rank() == 0) prune_checkpoints(cfg_.run_dir + "/ckpt", cfg_.keep_last);
+  par_.world().barrier();
   log_info("saved checkpoint " + dir);
   return dir;
 }
@@ -178,9 +201,11 @@ double Trainer::evaluate() {
   int64_t batches = val_->windows() / B;
   if (cfg_.eval_batches > 0) batches = std::min(batches, cfg_.eval_batches);
   if (batches == 0) fail_input("validation text has fewer than micro_batch windows of seq_len tokens");
+  // Data-parallel ranks share the batches (tp ranks of a replica work on the same ones) and sum the results.
   double sum = 0;
   int64_t count = 0;
-  for (int64_t b = 0; b < batches; ++b) {
+  const int dp = par_.dims().dp;
+  for (int64_t b = par_.dp_rank(); b < batches; b += dp) {
     for (int64_t i = 0; i < B; ++i) {
       const auto off = static_cast<size_t>(i * T);
       val_->window_segments(b * B + i, &inputs_[off], &targets_[off], &doc_start_[off]);
@@ -188,16 +213,22 @@ double Trainer::evaluate() {
     sum += model_.forward_backward(inputs_.data(), targets_.data(), 0.0, false, doc_start_.data());
     count += counted_targets(targets_.data(), B * T);
   }
-  return sum / static_cast<double>(count);
+  double sc[2] = {sum, static_cast<double>(count)};
+  par_.dp().all_reduce(sc, 2, DType::f64, ReduceOp::sum);
+  return sc[0] / sc[1];
 }
 
 TrainResult Trainer::run() {
   TrainResult res;
-  const int64_t B = cfg_.micro_batch, T = cfg_.seq_len, accum = cfg_.accum_steps();
-  fs::create_directories(cfg_.run_dir);
-  std::ofstream metrics(fs::path(cfg_.run_dir) / "metrics.jsonl", std::ios::app);
+  const int64_t B = cfg_.micro_batch, T = cfg_.seq_len, accum = accum_;
+  const int dp = par_.dims().dp;
+  const bool writer = par_.rank() == 0;  // metrics.jsonl has one writer
+  if (writer) fs::create_directories(cfg_.run_dir);
+  par_.world().barrier();
+  std::ofstream metrics;
+  if (writer) metrics.open(fs::path(cfg_.run_dir) / "metrics.jsonl", std::ios::app);
   const ModelConfig& mc = model_.config();
-  const double flops_per_step = mc.train_flops(B * T * accum, T);
+  const double flops_per_step = mc.train_flops(B * T * accum * dp, T);
   double t_last = now_seconds(), t_start = t_last;
   int64_t tokens_since = 0, steps_since = 0, tokens_run = 0;
   const int64_t first_step = st_.step;
@@ -208,44 +239,54 @@ TrainResult Trainer::run() {
     if (vl < 0) return;
     res.last_val_loss = vl;
     log_info(fmt("step %6lld | val loss %.4f | val ppl %.2f", static_cast<long long>(st_.step), vl, std::exp(vl)));
-    metrics << nlohmann::json{{"step", st_.step}, {"val_loss", vl}}.dump() << "\n" << std::flush;
+    if (writer) metrics << nlohmann::json{{"step", st_.step}, {"val_loss", vl}}.dump() << "\n" << std::flush;
   };
 
   while (st_.step < cfg_.steps) {
-    if (stop_requested()) {
+    double stop = stop_requested() ? 1 : 0;  // every rank stops at the same step
+    par_.world().all_reduce(&stop, 1, DType::f64, ReduceOp::max);
+    if (stop > 0) {
       res.stopped_by_signal = true;
       break;
     }
     model_.zero_grads();
     // Loss is the mean over every counted target of the step, across its micro-batches: all of them are drawn
     // first, because SFT rows carry a varying number of answer tokens.
+    // Data parallel: dp rank d reads samples consumed + d * rows + [0, rows): together the dp ranks read what one
+    // process would for the same global batch. Token counts are summed over dp before the loss is scaled.
     const int64_t rows = B * accum;
+    const int64_t first = st_.consumed_samples + par_.dp_rank() * rows;
     for (int64_t i = 0; i < rows; ++i) {
       const auto off = static_cast<size_t>(i * T);
-      train_.sample_segments(st_.consumed_samples + i, &inputs_[off], &targets_[off], &doc_start_[off]);
+      train_.sample_segments(first + i, &inputs_[off], &targets_[off], &doc_start_[off]);
     }
-    const int64_t step_tokens = counted_targets(targets_.data(), rows * T);
+    double tok = static_cast<double>(counted_targets(targets_.data(), rows * T));
+    par_.dp().all_reduce(&tok, 1, DType::f64, ReduceOp::sum);
+    const auto step_tokens = static_cast<int64_t>(tok);
     const double scale = 1.0 / static_cast<double>(std::max<int64_t>(1, step_tokens));
     double step_loss = 0;
     for (int64_t a = 0; a < accum; ++a) {
       const auto off = static_cast<size_t>(a * B * T);
       step_loss += model_.forward_backward(&inputs_[off], &targets_[off], scale, true, &doc_start_[off]);
     }
+    par_.dp().all_reduce(&step_loss, 1, DType::f64, ReduceOp::sum);
+    opt_.reduce_gradients();
     const double gnorm = opt_.clip_grad_norm();
     const double lr = lr_at(ocfg_, st_.step, cfg_.steps);
     opt_.step(lr);
     model_.refresh_working_weights();
     st_.step += 1;
-    st_.consumed_samples += B * accum;
+    st_.consumed_samples += rows * dp;
     st_.consumed_tokens += step_tokens;
     const double loss = step_loss / static_cast<double>(std::max<int64_t>(1, step_tokens));
     res.losses.push_back(loss);
     loss_since += loss;
     // Throughput counts positions processed (what the hardware did); SFT trains on a share of them only.
-    tokens_since += rows * T;
-    tokens_run += rows * T;
+    tokens_since += rows * T * dp;
+    tokens_run += rows * T * dp;
     steps_since += 1;
-    metrics << nlohmann::json{{"step", st_.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}}.dump() << "\n";
+    if (writer)
+      metrics << nlohmann::json{{"step", st_.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}}.dump() << "\n";
 
     if (st_.step % cfg_.log_interval == 0 || st_.step == cfg_.steps) {
       const double now = now_seconds(), dt = now - t_last;

@@ -12,6 +12,8 @@
 #include "polyllama/core/arena.hpp"
 #include "polyllama/core/backend.hpp"
 #include "polyllama/model/config.hpp"
+#include "polyllama/model/llama_sharding.hpp"
+#include "polyllama/parallel/parallel.hpp"
 
 namespace polyllama {
 
@@ -19,13 +21,21 @@ struct ParamInfo {
   std::string name;  // Hugging Face name, e.g. model.layers.3.self_attn.q_proj.weight
   int handle;        // in the params and grads arenas
   bool decay;        // weight decay applies (not to norm weights)
+  Split split = Split::none;  // tensor-parallel plan (llama_sharding.hpp)
+  ShardSpec shard;            // this tp rank's block of the full tensor (the whole tensor without tp)
 };
 
 class LlamaModel {
  public:
   static constexpr int32_t kIgnoreIndex = -100;  // PyTorch's default for cross-entropy
 
-  LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype = DType::f32, bool mixed_precision = false);
+  // With `parallel` (tp > 1), this rank holds its Megatron shard of every weight (llama_sharding.hpp) and the
+  // forward and backward passes insert the tp collectives; the context must outlive the model. Host-memory
+  // backends only for tp > 1 (MPI collectives).
+  LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype = DType::f32, bool mixed_precision = false,
+             const ParallelContext* parallel = nullptr);
+  const ParallelContext* parallel() const { return par_; }
+  int tp() const { return tp_; }
 
   const ModelConfig& config() const { return cfg_; }
   DType dtype() const { return dtype_; }  // of parameters and gradients
@@ -80,7 +90,17 @@ class LlamaModel {
     int res_in, ln1, rstd1, q, k, v, saved, att, res_mid, ln2, rstd2, gate, up, act;  // rstd*, saved: in stats_
   };
   void register_params();
-  size_t add_param(const std::string& name, std::initializer_list<int64_t> dims, bool decay);
+  size_t add_param(const std::string& name, std::vector<int64_t> full_dims, bool decay, Split split);
+  // Tensor parallelism: the column-parallel branch inputs' gradients and the row-parallel outputs are summed
+  // over tp ranks (no-op without tp). The paired collectives (Megatron's f and g): the input of a column-parallel
+  // layer is used as is (copy) and its gradient is all-reduced in backward; the output of a row-parallel layer
+  // is all-reduced in forward and its gradient used as is (copy) in backward.
+  void tp_sum(Tensor x);
+  void embed_forward(const int32_t* inputs);
+  void embed_backward(const int32_t* inputs);
+  // dst = residual on tp rank 0, 0 elsewhere: a row-parallel output added on top then summed over tp adds the
+  // residual once.
+  void residual_into(Tensor dst, Tensor residual);
   void forward(const int32_t* inputs);
   // Layer l from its input la_[l].res_in; write_output: also form its output (the next layer's input).
   void layer_forward(size_t l, bool write_output);
@@ -99,6 +119,11 @@ class LlamaModel {
 
   ModelConfig cfg_;
   Backend& be_;
+  const ParallelContext* par_ = nullptr;
+  int tp_ = 1, tp_rank_ = 0;
+  int64_t H_ = 0, KV_ = 0, F_ = 0, V_ = 0, v0_ = 0;  // this rank's heads, kv heads, features, vocab rows from v0_
+  std::vector<int32_t> local_ids_;                  // vocab-parallel embedding: ids inside this rank's rows
+  std::vector<std::pair<int64_t, int64_t>> foreign_runs_;  // runs of rows whose token another rank embeds
   DType dtype_;
   bool mixed_;
   DType act_dtype_, stat_dtype_;

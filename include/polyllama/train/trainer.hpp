@@ -2,6 +2,7 @@
 // The one training loop that pretrain and sft share: micro-batch accumulation, the schedule,
 // logging and metrics.jsonl, evaluation, periodic checkpoints, exact resume and clean stops on signals.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,8 @@
 #include "polyllama/data/token_windows.hpp"
 #include "polyllama/model/llama.hpp"
 #include "polyllama/optim/adamw.hpp"
+#include "polyllama/optim/zero_adamw.hpp"
+#include "polyllama/parallel/parallel.hpp"
 
 namespace polyllama {
 
@@ -18,7 +21,8 @@ struct TrainConfig {
   int64_t steps = 1000;          // optimizer steps in the whole run (the schedule's length)
   int64_t seq_len = 256;
   int64_t micro_batch = 4;       // sequences per forward/backward
-  int64_t global_batch = 0;      // sequences per optimizer step; 0 = micro_batch (no accumulation)
+  int64_t global_batch = 0;      // sequences per optimizer step over all dp ranks; 0 = micro_batch * dp
+                                 // (no accumulation); a multiple of micro_batch * dp
   int64_t log_interval = 10;
   int64_t eval_interval = 0;     // 0: only at the end (when there is validation data)
   int64_t eval_batches = 16;     // micro-batches of validation windows per evaluation (0 = all)
@@ -26,7 +30,9 @@ struct TrainConfig {
   int keep_last = 0;             // checkpoints to keep (0 = all)
   uint64_t seed = 1234;          // data order
   void validate() const;
-  int64_t accum_steps() const { return (global_batch > 0 ? global_batch : micro_batch) / micro_batch; }
+  // Sequences per step and micro-batches per step on each of dp data-parallel ranks.
+  int64_t global_rows(int dp = 1) const { return global_batch > 0 ? global_batch : micro_batch * dp; }
+  int64_t accum_steps(int dp = 1) const { return global_rows(dp) / (micro_batch * dp); }
 };
 
 struct TrainerState {
@@ -43,9 +49,12 @@ struct TrainResult {
 };
 
 // Model and optimizer tensors under their checkpoint names (Hugging Face names; exp_avg.<name> ...), in the
-// backend's memory (see HostMirror for checkpoint I/O on a GPU).
+// backend's memory (see HostMirror for checkpoint I/O on a GPU), each with this rank's block of the full logical
+// tensor: the tp shard of a weight (written by dp rank 0), this rank's ZeRO-1 rows of the moments.
 std::vector<NamedTensor> model_tensors(const LlamaModel& m);
-std::vector<NamedTensor> optimizer_tensors(const AdamW& opt);
+std::vector<NamedTensor> optimizer_tensors(const ZeroAdamW& opt);
+// The optimizer's view of the model: its tp-local parameters with where they sit in the full tensors.
+std::vector<ZeroSlot> zero_slots_of(LlamaModel& m);
 
 // Checkpoint files are read and written from host memory. On a backend whose tensors are host memory `host` is
 // the tensors themselves and pull/push do nothing; otherwise `host` holds host copies (same names, shapes and
@@ -82,7 +91,10 @@ class Trainer {
   TrainConfig cfg_;
   OptimConfig ocfg_;
   LlamaModel& model_;
-  AdamW opt_;
+  std::unique_ptr<ParallelContext> own_par_;  // one process when the model has no parallel context
+  const ParallelContext& par_;
+  int64_t accum_ = 1;  // micro-batches per step on this dp rank
+  ZeroAdamW opt_;
   const SampleStream& train_;
   const SampleStream* val_;
   CheckpointMeta meta_;

@@ -1,0 +1,38 @@
+#pragma once
+// The tensor-parallel plan of LLaMA (Megatron): which weights are split, along which dim, and the
+// vocab-parallel pieces (embedding rows, LM-head rows, cross-entropy over a vocabulary slice). The model is
+// written with full shapes; allocation, initialisation and checkpoints read this plan.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "polyllama/core/shard_spec.hpp"
+#include "polyllama/core/tensor.hpp"
+#include "polyllama/model/config.hpp"
+#include "polyllama/parallel/parallel.hpp"
+
+namespace polyllama {
+
+// none: replicated on every tp rank (norm weights); rows: column-parallel (the output features, dim 0 of
+// Hugging Face's [out, in] weights: q/k/v, gate/up, embedding and LM head by vocabulary); cols: row-parallel
+// (the input features, dim 1: o_proj, down_proj).
+enum class Split : int { none, rows, cols };
+
+// Fails with the numbers and a way out unless heads, kv-heads, intermediate size and vocabulary all divide by tp
+// (an uneven vocabulary is refused, not padded: pad it with `polyllama resize-vocab` first).
+void validate_tensor_parallel(const ModelConfig& cfg, int tp);
+
+// Rank tp_rank's block of a full tensor under `split` (replica_id = tp_rank for replicated tensors, so only
+// tp rank 0 writes them).
+ShardSpec tp_shard(const std::vector<int64_t>& full_shape, Split split, int tp, int tp_rank);
+
+// Vocab-parallel softmax cross-entropy over logits (N, V / tp) holding vocabulary ids [v0, v0 + V / tp) of each
+// row, without gathering the full logits: the row max and the sum of exponentials are all-reduced over tp
+// (with the target's logit, which one rank holds). Same contract as Backend::softmax_xent: loss (N) =
+// -log softmax(full row)[target] (0 where target == ignore_index), with want_grad the logits become
+// grad_scale * (softmax - onehot) restricted to the slice; returns the sum of loss (identical on every tp rank).
+// Host-memory f32 or f64 tensors.
+double vocab_parallel_xent(Tensor logits, Tensor loss, const int32_t* targets, int64_t v0, int32_t ignore_index,
+                           bool want_grad, double grad_scale, Communicator& tp);
+
+}  // namespace polyllama

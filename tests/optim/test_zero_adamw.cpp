@@ -1,0 +1,109 @@
+// ZeRO-1 AdamW against plain AdamW on the summed gradient: tensors whose rows do not divide by dp (7 rows on 4
+// ranks, a 3-vector on 4 ranks leaves one rank without rows), buckets smaller than a tensor (one per tensor) and
+// larger (several tensors), clipping active. fp64: the only difference is the order of the gradient sum over
+// ranks, so the parameters agree to 1e-12. Runs on one rank and, through ctest, under mpirun -np 2 and -np 4.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <vector>
+
+#include "polyllama/backend/cpu/cpu_backend.hpp"
+#include "polyllama/optim/zero_adamw.hpp"
+#include "test_support.hpp"
+
+using namespace polyllama;
+
+namespace {
+const std::vector<std::vector<int64_t>> kShapes = {{7, 3}, {3}, {4, 2}, {5, 5}};
+
+double grad_value(int rank, size_t t, int64_t i, int step) {
+  return 0.01 * static_cast<double>((rank + 1) * (i % 5 + 1)) * (step % 2 ? -1.0 : 1.0) +
+         0.003 * static_cast<double>(t);
+}
+double init_value(size_t t, int64_t i) { return 0.1 * static_cast<double>(t + 1) - 0.01 * static_cast<double>(i); }
+
+struct Tensors {
+  std::vector<std::vector<double>> p, g;
+  std::vector<Tensor> pt, gt;
+  Tensors() {
+    for (size_t t = 0; t < kShapes.size(); ++t) {
+      int64_t n = 1;
+      for (int64_t d : kShapes[t]) n *= d;
+      p.emplace_back(static_cast<size_t>(n));
+      g.emplace_back(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) p[t][static_cast<size_t>(i)] = init_value(t, i);
+    }
+    for (size_t t = 0; t < kShapes.size(); ++t) {
+      const auto& s = kShapes[t];
+      pt.push_back(s.size() == 1 ? Tensor(p[t].data(), DType::f64, {s[0]})
+                                 : Tensor(p[t].data(), DType::f64, {s[0], s[1]}));
+      gt.push_back(s.size() == 1 ? Tensor(g[t].data(), DType::f64, {s[0]})
+                                 : Tensor(g[t].data(), DType::f64, {s[0], s[1]}));
+    }
+  }
+};
+}  // namespace
+
+TEST(ZeroAdamW, EqualsAdamWOnTheSummedGradient) {
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  CpuBackend be(1);
+  OptimConfig oc;
+  oc.lr = 0.05;
+  oc.warmup_steps = 0;
+  oc.grad_clip = 0.05;  // the summed gradients' norm is larger: clipping is on
+  for (size_t bucket : {size_t{8}, size_t{400}}) {
+    Tensors ref, mine;
+    std::vector<ParamSlot> ref_slots;
+    std::vector<ZeroSlot> zslots;
+    for (size_t t = 0; t < kShapes.size(); ++t) {
+      ref_slots.push_back({"t" + std::to_string(t), ref.pt[t], ref.gt[t], t != 1});
+      zslots.push_back({{"t" + std::to_string(t), mine.pt[t], mine.gt[t], t != 1}, ShardSpec::full(kShapes[t])});
+    }
+    AdamW adam(oc, be, ref_slots);
+    ParallelContext pc(ParallelDims{1, world}, MPI_COMM_WORLD);
+    ZeroAdamW zero(oc, be, zslots, pc, bucket);
+    for (int step = 0; step < 3; ++step) {
+      for (size_t t = 0; t < kShapes.size(); ++t)
+        for (size_t i = 0; i < ref.g[t].size(); ++i) {
+          double sum = 0;
+          for (int r = 0; r < world; ++r) sum += grad_value(r, t, static_cast<int64_t>(i), step);
+          ref.g[t][i] = sum;
+          mine.g[t][i] = grad_value(rank, t, static_cast<int64_t>(i), step);
+        }
+      const double n_ref = adam.clip_grad_norm();
+      adam.step(oc.lr);
+      zero.reduce_gradients();
+      const double n_zero = zero.clip_grad_norm();
+      zero.step(oc.lr);
+      EXPECT_NEAR(n_zero, n_ref, 1e-12 * n_ref) << "bucket " << bucket << " step " << step;
+      ASSERT_GT(n_ref, oc.grad_clip);
+    }
+    for (size_t t = 0; t < kShapes.size(); ++t)
+      EXPECT_LT(test::max_rel_err(mine.p[t].data(), ref.p[t].data(), static_cast<int64_t>(ref.p[t].size())), 1e-12)
+          << "tensor " << t << " bucket " << bucket;
+    // ZeRO-1 memory: this rank holds the moments of its rows only, about 1/dp of the elements (a row of rounding
+    // per tensor); the arenas add their alignment, so bytes are compared with that allowance.
+    int64_t own = 0, total = 0;
+    for (size_t t = 0; t < kShapes.size(); ++t) {
+      own += (zero.row1(t) - zero.row0(t)) * static_cast<int64_t>(mine.p[t].size()) / kShapes[t][0];
+      total += static_cast<int64_t>(mine.p[t].size());
+    }
+    EXPECT_LE(own, total / world + static_cast<int64_t>(kShapes.size()) * 5);
+    EXPECT_LE(zero.state_bytes(), static_cast<size_t>(2 * own) * sizeof(double) + 2 * kShapes.size() * 256);
+    // The moments' blocks tile each tensor across the dp ranks.
+    for (size_t t = 0; t < kShapes.size(); ++t) {
+      const ShardSpec s = zero.state_shard(t);
+      std::vector<int64_t> all(static_cast<size_t>(2 * world));
+      int64_t mine_rows[2] = {s.global_offset[0], s.local_shape[0]};
+      MPI_Allgather(mine_rows, 2, MPI_INT64_T, all.data(), 2, MPI_INT64_T, MPI_COMM_WORLD);
+      int64_t next = 0;
+      for (int r = 0; r < world; ++r) {
+        EXPECT_EQ(all[static_cast<size_t>(2 * r)], next);
+        next += all[static_cast<size_t>(2 * r + 1)];
+      }
+      EXPECT_EQ(next, kShapes[t][0]);
+    }
+  }
+}
