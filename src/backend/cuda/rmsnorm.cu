@@ -1,42 +1,82 @@
 #include "device_util.cuh"
 #include "rmsnorm.cuh"
 
+#include <initializer_list>
+
 namespace polyllama::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
 
-template <typename T>
+// W consecutive elements of a row moved as one access: W = 16 bytes' worth when the row width and the pointers
+// allow (8 bf16: the rows are 2048 wide in bench-1b, one 16-byte load per thread), else 1.
+template <typename T, int W> struct alignas(W * sizeof(T)) Pack {
+  T v[W];
+};
+
+template <typename T, int W>
 __global__ void rmsnorm_forward_kernel(T* y, float* rstd, const T* x, const T* w, int64_t C, float eps) {
+  using P = Pack<T, W>;
   __shared__ float sh[32];
-  const int64_t n = blockIdx.x;
-  const T* xr = x + n * C;
+  const int64_t n = blockIdx.x, G = C / W;
+  const P* xr = reinterpret_cast<const P*>(x + n * C);
+  const P* wr = reinterpret_cast<const P*>(w);
   float ss = 0;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float v = to_f32(xr[c]);
-    ss += v * v;
+  for (int64_t c = threadIdx.x; c < G; c += blockDim.x) {
+    const P xv = xr[c];
+#pragma unroll
+    for (int k = 0; k < W; ++k) {
+      const float v = to_f32(xv.v[k]);
+      ss += v * v;
+    }
   }
   ss = block_sum(ss, sh);
   const float r = rsqrtf(ss / static_cast<float>(C) + eps);
   if (threadIdx.x == 0) rstd[n] = r;
-  T* yr = y + n * C;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = from_f32<T>(to_f32(xr[c]) * r * to_f32(w[c]));
+  P* yr = reinterpret_cast<P*>(y + n * C);
+  for (int64_t c = threadIdx.x; c < G; c += blockDim.x) {
+    const P xv = xr[c], wv = wr[c];
+    P yv;
+#pragma unroll
+    for (int k = 0; k < W; ++k) yv.v[k] = from_f32<T>(to_f32(xv.v[k]) * r * to_f32(wv.v[k]));
+    yr[c] = yv;
+  }
 }
 
-template <typename T>
+template <typename T, int W>
 __global__ void rmsnorm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, const float* rstd, int64_t C) {
+  using P = Pack<T, W>;
   __shared__ float sh[32];
-  const int64_t n = blockIdx.x;
-  const T *xr = x + n * C, *gr = dy + n * C;
-  T* dxr = dx + n * C;
+  const int64_t n = blockIdx.x, G = C / W;
+  const P *xr = reinterpret_cast<const P*>(x + n * C), *gr = reinterpret_cast<const P*>(dy + n * C);
+  const P* wr = reinterpret_cast<const P*>(w);
+  P* dxr = reinterpret_cast<P*>(dx + n * C);
   const float r = rstd[n];
   float dot = 0;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dot += to_f32(gr[c]) * to_f32(w[c]) * to_f32(xr[c]);
+  for (int64_t c = threadIdx.x; c < G; c += blockDim.x) {
+    const P gv = gr[c], wv = wr[c], xv = xr[c];
+#pragma unroll
+    for (int k = 0; k < W; ++k) dot += to_f32(gv.v[k]) * to_f32(wv.v[k]) * to_f32(xv.v[k]);
+  }
   dot = block_sum(dot, sh);
   const float k = dot * r * r * r / static_cast<float>(C);
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-    dxr[c] = from_f32<T>(to_f32(dxr[c]) + r * to_f32(w[c]) * to_f32(gr[c]) - k * to_f32(xr[c]));
+  for (int64_t c = threadIdx.x; c < G; c += blockDim.x) {
+    const P gv = gr[c], wv = wr[c], xv = xr[c];
+    P dv = dxr[c];
+#pragma unroll
+    for (int j = 0; j < W; ++j)
+      dv.v[j] = from_f32<T>(to_f32(dv.v[j]) + r * to_f32(wv.v[j]) * to_f32(gv.v[j]) - k * to_f32(xv.v[j]));
+    dxr[c] = dv;
+  }
+}
+
+// Whether rows of width C can be read 16 bytes at a time from all of ptrs.
+template <typename T> bool row_vectorizable(int64_t C, std::initializer_list<const void*> ptrs) {
+  if (C % Vec16<T>::kN != 0) return false;
+  for (const void* p : ptrs)
+    if (!aligned16(p)) return false;
+  return true;
 }
 
 // Partial dw over one chunk of rows per blockIdx.y; one column per thread (coalesced across the warp).
@@ -74,25 +114,38 @@ __global__ void rmsnorm_dw_sum_kernel(float* dw, const float* part, int64_t chun
 
 }  // namespace
 
+template <typename T>
+static void rmsnorm_forward_t(CudaBackend::Context& ctx, T* y, float* rstd, const T* x, const T* w, int64_t N,
+                              int64_t C, float eps) {
+  const auto grid = static_cast<unsigned>(N);
+  if (row_vectorizable<T>(C, {y, x, w}))
+    rmsnorm_forward_kernel<T, Vec16<T>::kN><<<grid, kThreads, 0, ctx.stream>>>(y, rstd, x, w, C, eps);
+  else
+    rmsnorm_forward_kernel<T, 1><<<grid, kThreads, 0, ctx.stream>>>(y, rstd, x, w, C, eps);
+}
+
 void rmsnorm_forward(CudaBackend::Context& ctx, DType dtype, void* y, float* rstd, const void* x, const void* w,
                      int64_t N, int64_t C, double eps) {
   if (N == 0) return;
   PL_CHECK(N <= 0x7fffffff, "rmsnorm: too many rows for one grid");
   const auto e = static_cast<float>(eps);
   if (dtype == DType::bf16)
-    rmsnorm_forward_kernel<<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(
-        static_cast<__nv_bfloat16*>(y), rstd, static_cast<const __nv_bfloat16*>(x),
-        static_cast<const __nv_bfloat16*>(w), C, e);
+    rmsnorm_forward_t(ctx, static_cast<__nv_bfloat16*>(y), rstd, static_cast<const __nv_bfloat16*>(x),
+                      static_cast<const __nv_bfloat16*>(w), N, C, e);
   else
-    rmsnorm_forward_kernel<<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(
-        static_cast<float*>(y), rstd, static_cast<const float*>(x), static_cast<const float*>(w), C, e);
+    rmsnorm_forward_t(ctx, static_cast<float*>(y), rstd, static_cast<const float*>(x), static_cast<const float*>(w), N,
+                      C, e);
   PL_CUDA_CHECK_LAUNCH("rmsnorm_forward_kernel");
 }
 
 template <typename T>
 static void rmsnorm_backward_t(CudaBackend::Context& ctx, T* dx, float* dw, const T* dy, const T* x, const T* w,
                                const float* rstd, int64_t N, int64_t C) {
-  rmsnorm_dx_kernel<<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(dx, dy, x, w, rstd, C);
+  const auto rows_grid = static_cast<unsigned>(N);
+  if (row_vectorizable<T>(C, {dx, dy, x, w}))
+    rmsnorm_dx_kernel<T, Vec16<T>::kN><<<rows_grid, kThreads, 0, ctx.stream>>>(dx, dy, x, w, rstd, C);
+  else
+    rmsnorm_dx_kernel<T, 1><<<rows_grid, kThreads, 0, ctx.stream>>>(dx, dy, x, w, rstd, C);
   PL_CUDA_CHECK_LAUNCH("rmsnorm_dx_kernel");
   // Chunks of 64 rows (fewer when the scratch is short): the chunking depends on N and C only. 64 rows keep
   // the partial kernel at ~N/64 * C/256 blocks (1024 for bench-1b) and the partials to sum at N/64 per column.
