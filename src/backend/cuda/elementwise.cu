@@ -37,7 +37,6 @@ template <typename T> __global__ void scale_kernel(T* x, float a, int64_t n) {
     x[i] = from_f32<T>(to_f32(x[i]) * a);
 }
 
-// Stage 1: kReduceBlocks partial sums (block b covers a fixed grid-stride set of elements).
 // Stage 1: kReduceBlocks partial sums (block b covers a fixed grid-stride set of 16-byte groups, in order, then
 // block 0 the < 16-byte tail; the same split on every run, so the same bits). Vector loads give each thread 4-8
 // elements in flight: 256 blocks of scalar loads could not saturate the memory system on a 953M-element arena.
