@@ -228,8 +228,8 @@ int run(const Opts& o) {
   }
   const double tps = maxs[0] > 0 ? static_cast<double>(sums[1]) / maxs[0] : 0.0;
   std::fprintf(stderr,
-               "generate: %zu prompt(s) on %d rank%s (tp %d x dp %d), %lld prompt + %lld generated tokens in %.2fs (prefill %.2fs, "
-               "decode %.2fs): %.1f generated tokens/s | batch %lld, %d threads, %s | KV cache %zu KiB%s\n",
+               "generate: %zu prompt(s) on %d rank%s (tp %d x dp %d), %lld prompt + %lld generated tokens in %.2fs "
+               "(prefill %.2fs, decode %.2fs): %.1f generated tokens/s | batch %lld, %d threads, %s | KV cache %zu KiB%s\n",
                prompts.size(), world_size, world_size > 1 ? "s" : "", dims.tp, dims.dp, static_cast<long long>(sums[0]),
                static_cast<long long>(sums[1]), maxs[0], maxs[1], maxs[2], tps,
                static_cast<long long>(o.gen.batch_size), be.threads(), o.dtype.c_str(), st.cache_bytes >> 10,

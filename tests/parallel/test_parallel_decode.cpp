@@ -91,8 +91,8 @@ TEST(ParallelDecode, CachedLogitsEqualOneProcessAtEveryStep) {
           ASSERT_EQ(got.size(), ref.size());
           const double err = test::max_rel_err(got, ref);
           if (pc.rank() == 0)
-            std::printf("[ tp decode ] tp %d %s%s: worst relative error of %zu logits vs one process: %.2e (tol %.0e)\n",
-                        tp, dtype_name(dt), tied ? " tied" : "", got.size(), err, tol);
+            std::printf("[ tp decode ] tp %d %s%s: worst relative error of %zu logits vs one process: %.2e "
+                        "(tol %.0e)\n", tp, dtype_name(dt), tied ? " tied" : "", got.size(), err, tol);
           EXPECT_LT(err, tol) << "tp " << tp << " " << dtype_name(dt) << (tied ? " tied" : "");
           std::vector<double> first = got;  // tp rank 0's rows, on every rank
           pc.tp().broadcast(first.data(), static_cast<int64_t>(first.size()), DType::f64, 0);
