@@ -1,5 +1,7 @@
 // `polyllama generate`: text from a checkpoint. One prompt streams to the terminal; a JSONL file of prompts is
-// split across the mpirun ranks (each holds the whole model: data parallel) and written back in input order.
+// split across the data-parallel groups of the mpirun ranks and written back in input order. With --tp N, each
+// group of N consecutive ranks holds one model by Megatron shards and decodes its prompts in step (the decoder
+// gathers whole logit rows, so every rank of the group samples the same tokens); its tp rank 0 reports them.
 #include <mpi.h>
 
 #include <algorithm>
@@ -122,11 +124,7 @@ int run(const Opts& o) {
   int world_rank = 0, world_size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  if (o.tp != 1)
-    fail_input("--tp " + std::to_string(o.tp) +
-               ": tensor-parallel generation arrives with the distributed issue "
-               "(data and tensor parallelism); in this version every rank holds the whole model (--tp 1) and "
-               "mpirun ranks split the prompt file (data parallel)");
+  const ParallelDims dims = ParallelDims::from_tp(o.tp, world_size);  // fails early, naming the numbers
   if (o.prompt.empty() == o.input.empty()) fail_input("give exactly one of --prompt TEXT and --input FILE.jsonl");
   if (o.dtype != "f32" && o.dtype != "f64") fail_input("--dtype " + o.dtype + ": expected f32 or f64");
   o.gen.validate();
@@ -134,6 +132,9 @@ int run(const Opts& o) {
   const std::string dir = resolve_step_dir(o.ckpt, "--ckpt"), h5 = dir + "/model.h5";
   const CheckpointMeta meta = read_meta(h5);
   const ModelConfig cfg = ModelConfig::from_hf_json(json::parse(meta.config_json), h5);
+  validate_tensor_parallel(cfg, o.tp);
+  const ParallelContext par(dims, MPI_COMM_WORLD);
+  const bool reporter = par.tp_rank() == 0;  // one rank of each tp group writes its group's records
   const Tokenizer tok = Tokenizer::from_bytes(meta.tokenizer_bytes, h5);
   std::unique_ptr<ChatTemplate> tpl;
   if (o.chat) {
@@ -150,7 +151,7 @@ int run(const Opts& o) {
   }
 
   const std::vector<Prompt> prompts = read_prompts(o, tpl.get());
-  const auto [lo, hi] = share(prompts.size(), world_rank, world_size);
+  const auto [lo, hi] = share(prompts.size(), par.dp_rank(), dims.dp);
   const EncodeFn encode = [&](const std::string& text, std::vector<int32_t>& ids) {
     const std::vector<int32_t> e = tok.encode(text);
     ids.insert(ids.end(), e.begin(), e.end());
@@ -175,8 +176,9 @@ int run(const Opts& o) {
   }
 
   CpuBackend be(o.threads);
-  LlamaModel model(cfg, be, o.dtype == "f64" ? DType::f64 : DType::f32);
-  read_tensor_file(h5, model_tensors(model));
+  LlamaModel model(cfg, be, o.dtype == "f64" ? DType::f64 : DType::f32, /*mixed_precision=*/false,
+                   o.tp > 1 ? &par : nullptr);
+  read_tensor_file(h5, model_tensors(model));  // this rank's shard of each tensor
   const bool streaming = !o.prompt.empty() && !o.json && world_rank == 0;
   const StreamFn stream = [&](size_t, const std::string& text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
@@ -189,7 +191,7 @@ int run(const Opts& o) {
   if (streaming) std::fputs("\n", stdout);
 
   std::string mine;
-  for (size_t k = 0; k < outs.size(); ++k) {
+  for (size_t k = 0; reporter && k < outs.size(); ++k) {
     const Prompt& p = prompts[lo + k];
     const GenOutput& g = outs[k];
     json j = {{"index", lo + k}};
@@ -205,7 +207,7 @@ int run(const Opts& o) {
   }
   const std::string all = gather_text(mine, world_rank, world_size);
 
-  int64_t totals[2] = {st.prompt_tokens, st.generated_tokens}, sums[2] = {0, 0};
+  int64_t totals[2] = {reporter ? st.prompt_tokens : 0, reporter ? st.generated_tokens : 0}, sums[2] = {0, 0};
   double secs[3] = {st.seconds, st.prefill_seconds, st.decode_seconds}, maxs[3] = {0, 0, 0};
   MPI_Reduce(totals, sums, 2, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
   MPI_Reduce(secs, maxs, 3, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
@@ -226,14 +228,15 @@ int run(const Opts& o) {
   }
   const double tps = maxs[0] > 0 ? static_cast<double>(sums[1]) / maxs[0] : 0.0;
   std::fprintf(stderr,
-               "generate: %zu prompt(s) on %d rank%s, %lld prompt + %lld generated tokens in %.2fs (prefill %.2fs, "
-               "decode %.2fs): %.1f generated tokens/s | batch %lld, %d threads, %s | KV cache %zu KiB%s\n",
-               prompts.size(), world_size, world_size > 1 ? "s" : "", static_cast<long long>(sums[0]),
+               "generate: %zu prompt(s) on %d rank%s (tp %d x dp %d), %lld prompt + %lld generated tokens in %.2fs "
+               "(prefill %.2fs, decode %.2fs): %.1f generated tokens/s | batch %lld, %d threads, %s | KV cache %zu KiB%s\n",
+               prompts.size(), world_size, world_size > 1 ? "s" : "", dims.tp, dims.dp, static_cast<long long>(sums[0]),
                static_cast<long long>(sums[1]), maxs[0], maxs[1], maxs[2], tps,
                static_cast<long long>(o.gen.batch_size), be.threads(), o.dtype.c_str(), st.cache_bytes >> 10,
                outs.size() == 1 ? (", finish: " + outs[0].finish_reason).c_str() : "");
   print_json_summary(o.json && o.prompt.empty() && !o.output.empty(), json{{"prompts", prompts.size()},
                                                                            {"ranks", world_size},
+                                                                           {"tp", dims.tp},
                                                                            {"prompt_tokens", sums[0]},
                                                                            {"generated_tokens", sums[1]},
                                                                            {"seconds", maxs[0]},
@@ -251,10 +254,12 @@ RunFn add_generate(CLI::App& app) {
       "FILE.jsonl ({\"prompt\": ...} per line) writes JSONL (prompt, completion, token counts, finish_reason, "
       "completion_ids, tokens_per_s) in input order, the prompts split across mpirun ranks. --chat prompts through the "
       "template the "
-      "checkpoint was instruction-tuned with. Greedy unless --temperature > 0. Examples: "
+      "checkpoint was instruction-tuned with. Greedy unless --temperature > 0. --tp N shards one model over N "
+      "consecutive ranks (a model too big for one; same output as one process). Examples: "
       "polyllama generate --ckpt run --prompt 'Once upon a time' --max-new-tokens 64 | "
       "mpirun -np 4 polyllama generate --ckpt sft --chat --input questions.jsonl --output answers.jsonl "
-      "--temperature 0.7 --top-p 0.9 --seed 1");
+      "--temperature 0.7 --top-p 0.9 --seed 1 | "
+      "mpirun -np 4 polyllama generate --ckpt run --tp 2 --input prompts.jsonl (tp 2 x dp 2)");
   add_config_file(cmd);
   auto o = std::make_shared<Opts>();
   GenerateConfig& g = o->gen;
@@ -286,7 +291,11 @@ RunFn add_generate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "compute dtype on the CPU: f32 or f64")->capture_default_str();
   cmd->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
-  cmd->add_option("--tp", o->tp, "tensor-parallel ranks (only 1 in this version)")->capture_default_str();
+  cmd->add_option("--tp", o->tp,
+                  "tensor-parallel ranks: heads, kv-heads, MLP features and vocabulary split over tp consecutive "
+                  "ranks (each must divide by tp); the launched ranks / tp are data-parallel groups splitting the "
+                  "prompts")
+      ->capture_default_str();
   cmd->add_flag(
       "--json", o->json,
       "with --prompt: print the JSONL record instead of streaming; with --input and --output: a JSON summary line");

@@ -20,11 +20,17 @@ LlamaDecoder::LlamaDecoder(LlamaModel& model, const DecodeLimits& limits)
       be_(model.backend()),
       cfg_(model.config()),
       lim_(limits),
+      par_(model.parallel()),
+      tp_(model.tp()),
+      tp_rank_(model.tp() > 1 ? model.parallel()->tp_rank() : 0),
       cache_("kv_cache", model.dtype(), &model.backend()),
       acts_("decode_activations", model.dtype(), &model.backend()) {
   PL_CHECK(lim_.max_batch > 0 && lim_.max_chunk > 0 && lim_.max_cache > 0,
            "decode limits: batch, chunk and cache must be positive");
   lim_.max_chunk = std::min(lim_.max_chunk, lim_.max_cache);
+  // The model checked that tp divides all four (validate_tensor_parallel).
+  H_ = cfg_.num_attention_heads / tp_, KV_ = cfg_.num_key_value_heads / tp_;
+  F_ = cfg_.intermediate_size / tp_, V_ = cfg_.vocab_size / tp_, v0_ = V_ * tp_rank_;
   auto P = [&](const std::string& name) { return model_.param(model_.param_index(name)); };
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -37,8 +43,8 @@ LlamaDecoder::LlamaDecoder(LlamaModel& model, const DecodeLimits& limits)
   norm_ = P("model.norm.weight");
   head_ = cfg_.tie_word_embeddings ? embed_ : P("lm_head.weight");
 
-  const int64_t B = lim_.max_batch, N = B * lim_.max_chunk, C = cfg_.hidden_size, F = cfg_.intermediate_size;
-  const int64_t H = cfg_.num_attention_heads, D = cfg_.head_dim(), KVd = cfg_.num_key_value_heads * D;
+  const int64_t B = lim_.max_batch, N = B * lim_.max_chunk, C = cfg_.hidden_size, F = F_;
+  const int64_t H = H_, D = cfg_.head_dim(), KVd = KV_ * D;
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     k_cache_.push_back(cache_.reserve({B * lim_.max_cache, KVd}));
     v_cache_.push_back(cache_.reserve({B * lim_.max_cache, KVd}));
@@ -54,7 +60,7 @@ LlamaDecoder::LlamaDecoder(LlamaModel& model, const DecodeLimits& limits)
   gate_ = acts_.reserve({N, F});
   up_ = acts_.reserve({N, F});
   last_ = acts_.reserve({B, C});
-  logits_ = acts_.reserve({lim_.all_logits ? N : B, cfg_.vocab_size});
+  logits_ = acts_.reserve({lim_.all_logits ? N : B, V_});
   const int64_t table_rows = std::min(cfg_.max_position_embeddings, lim_.max_cache);
   cos_ = acts_.reserve({table_rows, D / 2});
   sin_ = acts_.reserve({table_rows, D / 2});
@@ -118,8 +124,7 @@ void LlamaDecoder::append(const int32_t* tokens, int64_t T, std::vector<double>*
 
 void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,
                                  std::vector<double>* logits_out) {
-  const int64_t B = B_, N = B * Tc, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, D = cfg_.head_dim(),
-                KVd = KV * D, V = cfg_.vocab_size;
+  const int64_t B = B_, N = B * Tc, H = H_, KV = KV_, D = cfg_.head_dim(), KVd = KV * D, V = cfg_.vocab_size;
   const int64_t kv_len = len_ + Tc;
   // Row b's token at cache position p sits at RoPE position p - pad[b]. A padding query (p < pad[b]) sees only
   // itself; real queries start at pad[b], so no real token ever reads padding.
@@ -147,7 +152,7 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
   const Tensor cos = acts_.get(cos_), sin = acts_.get(sin_);
   const AttnSpan span{kv_len, kv_start_.data()};
 
-  be_.embedding_forward(x, embed_, tokens);
+  embed(x, tokens, N);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerW& w = layers_[l];
     // This batch's cache: (B, cap, KV, D) at the start of the layer's reservation.
@@ -165,12 +170,16 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
       be_.copy(vc2.slice_rows(b * cap_ + len_, Tc), v.slice_rows(b * Tc, Tc));
     }
     be_.attention_forward(att.view({B, Tc, H, D}), probs, q.view({B, Tc, H, D}), kc, vc, span);
+    zero_unless_first(x);  // x has been read (ln); it now starts the row-parallel o_proj's sum
     linear(be_, x, att, w.wo, 1.0);
+    tp_sum(x);
     be_.rmsnorm_forward(ln, rstd, x, w.ln2, cfg_.rms_norm_eps);
     linear(be_, gate, ln, w.wg);
     linear(be_, up, ln, w.wu);
     be_.swiglu_forward(gate, gate, up);
+    zero_unless_first(x);
     linear(be_, x, gate, w.wd, 1.0);
+    tp_sum(x);
   }
   len_ = kv_len;
   if (!logits_out) return;
@@ -195,17 +204,47 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
   download_logits(logits, B, logits_out->data());
 }
 
+void LlamaDecoder::embed(Tensor x, const int32_t* tokens, int64_t n) {
+  if (tp_ == 1) return be_.embedding_forward(x, embed_, tokens);
+  // Vocab-parallel: each token's row comes from the one rank holding it; the others contribute zeros.
+  local_ids_.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t local = tokens[i] - v0_;
+    local_ids_[static_cast<size_t>(i)] = local >= 0 && local < V_ ? static_cast<int32_t>(local) : 0;
+  }
+  be_.embedding_forward(x, embed_, local_ids_.data());
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < v0_ || tokens[i] >= v0_ + V_) be_.zero(x.slice_rows(i, 1));
+  tp_sum(x);
+}
+
+void LlamaDecoder::zero_unless_first(Tensor x) {
+  if (tp_rank_ != 0) be_.zero(x);
+}
+
+void LlamaDecoder::tp_sum(Tensor x) {
+  if (tp_ > 1) par_->tp().all_reduce(x);
+}
+
 void LlamaDecoder::download_logits(Tensor logits, int64_t rows, double* dst) {
-  const int64_t n = rows * cfg_.vocab_size;
+  const int64_t n = rows * V_, V = cfg_.vocab_size;
   host_logits_.resize(logits.bytes());
   be_.download(host_logits_.data(), logits);
+  if (tp_ > 1) gathered_.resize(static_cast<size_t>(rows * V));
+  double* mine = tp_ > 1 ? gathered_.data() + static_cast<size_t>(tp_rank_) * static_cast<size_t>(n) : dst;
   if (logits.dtype == DType::f64) {
-    std::memcpy(dst, host_logits_.data(), static_cast<size_t>(n) * sizeof(double));
+    std::memcpy(mine, host_logits_.data(), static_cast<size_t>(n) * sizeof(double));
   } else {
     PL_CHECK(logits.dtype == DType::f32, std::string("logits in ") + dtype_name(logits.dtype));
     const float* f = reinterpret_cast<const float*>(host_logits_.data());
-    std::copy(f, f + n, dst);
+    std::copy(f, f + n, mine);
   }
+  if (tp_ == 1) return;
+  // Rank r's slice (rows, V / tp) holds vocabulary ids [r V / tp, (r + 1) V / tp) of every row.
+  par_->tp().all_gather(gathered_.data(), std::vector<int64_t>(static_cast<size_t>(tp_), n), DType::f64);
+  for (int r = 0; r < tp_; ++r)
+    for (int64_t i = 0; i < rows; ++i)
+      std::memcpy(dst + i * V + r * V_, gathered_.data() + r * n + i * V_, static_cast<size_t>(V_) * sizeof(double));
 }
 
 }  // namespace polyllama

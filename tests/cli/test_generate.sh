@@ -2,7 +2,8 @@
 # `polyllama generate` end to end:
 #   a checkpoint converted from the Hugging Face fixture generates, from the reference texts, exactly the greedy
 #   tokens of the PyTorch reference (tests/fixtures/hf_tiny/reference_generate.json); the JSONL is in input
-#   order and identical (timing aside) for any batch size and for mpirun -np 1, 2 and 3, greedy and sampled;
+#   order and identical (timing aside) for any batch size and for mpirun -np 1, 2 and 3, greedy and sampled,
+#   and for tensor parallelism: -np 2 --tp 2 and -np 4 --tp 2 (tp 2 x dp 2) write the records of one process;
 #   --prompt streams the same completion; stop strings and --max-new-tokens end with the right finish_reason;
 #   --chat prompts through a template; each kind of bad input exits 1 naming the file/line or the limit.
 # Usage: test_generate.sh POLYLLAMA_BINARY
@@ -73,6 +74,28 @@ if command -v mpirun > /dev/null; then
       && ok "$mode: mpirun -np 2 and -np 3 write the same 11 records as -np 1" || bad "$mode: dp outputs differ"
   done
   grep -q "on 3 ranks" "$work/greedy3.log" && ok "summary counts the ranks" || bad "$(cat "$work/greedy3.log")"
+
+  # ---- tensor parallel: the fixture (4 heads, 2 kv heads, 88 features, vocab 320) splits over tp 2 ----
+  for mode in greedy sampled; do
+    extra=(); [[ $mode == sampled ]] && extra=(--temperature 0.8 --top-p 0.9 --top-k 40 --repetition-penalty 1.1 --seed 5)
+    for np in 2 4; do
+      "${mpi[@]}" -np $np "$bin" generate --ckpt "$work/run" --input "$work/seven.jsonl" --output "$work/${mode}tp$np.jsonl" \
+        --max-new-tokens 16 --batch-size 3 --tp 2 "${extra[@]}" 2> "$work/${mode}tp$np.log" \
+        || bad "mpirun -np $np --tp 2: $(cat "$work/${mode}tp$np.log")"
+      [[ $(untimed "$work/${mode}tp$np.jsonl") == "$(untimed "$work/${mode}1.jsonl")" ]] \
+        && ok "$mode: mpirun -np $np --tp 2 writes the same 11 records as one process" || bad "$mode: -np $np --tp 2 differs"
+    done
+  done
+  counts() { grep -o "[0-9]* prompt + [0-9]* generated" "$1"; }
+  grep -q "on 4 ranks (tp 2 x dp 2)" "$work/greedytp4.log" && [[ -n $(counts "$work/greedy1.log") ]] \
+    && [[ $(counts "$work/greedytp4.log") == "$(counts "$work/greedy1.log")" ]] \
+    && ok "tp summary: the layout, each token counted once" || bad "$(cat "$work/greedytp4.log")"
+  "${mpi[@]}" -np 2 "$bin" generate --ckpt "$work/run" --prompt "$first" --max-new-tokens 24 --tp 2 2> /dev/null \
+    > "$work/stream_tp.txt"
+  cmp -s "$work/stream_tp.txt" "$work/stream.txt" && ok "--prompt --tp 2 streams the same text, once" \
+    || bad "tp stream differs: $(cat "$work/stream_tp.txt")"
+  expect_fail 1 "num_key_value_heads = 2 does not divide by --tp 4" -- \
+    "${mpi[@]}" -np 4 "$bin" generate --ckpt "$work/run" --prompt hi --tp 4
   cmp -s <(untimed "$work/greedy1.jsonl") <(untimed "$work/sampled1.jsonl") && bad "sampling changed nothing" \
     || ok "sampling gives other completions than greedy"
 else
@@ -122,8 +145,7 @@ long=$(printf 'the river %.0s' $(seq 1 40))
 echo "{\"prompt\": \"$long\"}" > "$work/long.jsonl"
 expect_fail 1 "long.jsonl:1: the prompt has [0-9]+ tokens; the model's max_position_embeddings is 64" -- \
   "$bin" generate --ckpt "$work/run" --input "$work/long.jsonl"
-expect_fail 1 "--tp 2: tensor-parallel generation arrives with the distributed issue" -- \
-  "$bin" generate --ckpt "$work/run" --prompt hi --tp 2
+expect_fail 1 "--tp 2 does not divide the 1 launched ranks" -- "$bin" generate --ckpt "$work/run" --prompt hi --tp 2
 expect_fail 1 "exactly one of --prompt" -- "$bin" generate --ckpt "$work/run" --prompt hi --input "$work/ref.jsonl"
 expect_fail 1 "--top-p 1.5" -- "$bin" generate --ckpt "$work/run" --prompt hi --temperature 1 --top-p 1.5
 expect_fail 1 "neither a checkpoint step directory" -- "$bin" generate --ckpt "$work/nothing" --prompt hi

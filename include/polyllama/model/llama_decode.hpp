@@ -8,8 +8,11 @@
 // alone. Everything goes through the backend's op table and its memory (Arena, upload/download), so the same
 // code runs where the weights live in device memory.
 //
-// Tensor parallelism is not here yet (the distributed issue): a vocab-parallel head would produce the logits of
-// each row by vocabulary slices, which the sampler (eval/sampling.hpp) reads as whole host rows once gathered.
+// Tensor parallelism (model.tp() > 1): every tp rank runs the decoder in step on the same tokens with its Megatron
+// shards: its heads and kv heads (its KV cache holds only those), its MLP features, its vocabulary rows. The
+// row-parallel o_proj and down_proj outputs and the vocab-parallel embedding are summed over tp; the head's
+// logits, a vocabulary slice per rank, are all-gathered into whole host rows, bitwise the same on every tp rank,
+// so a sampler fed them draws the same token everywhere.
 #include <cstdint>
 #include <vector>
 
@@ -52,12 +55,21 @@ class LlamaDecoder {
   };
   void forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,
                      std::vector<double>* logits_out);
+  // The logits (rows, this rank's vocabulary slice), as whole host rows (rows, V) gathered over tp.
   void download_logits(Tensor logits, int64_t rows, double* dst);
+  void embed(Tensor x, const int32_t* tokens, int64_t n);
+  // Row-parallel outputs: x = residual + sum over tp of each rank's part; before the part is added, x holds the
+  // residual on tp rank 0 and zeros elsewhere (zero_unless_first), after it tp_sum(x) adds the ranks' parts.
+  void zero_unless_first(Tensor x);
+  void tp_sum(Tensor x);
 
   LlamaModel& model_;
   Backend& be_;
   ModelConfig cfg_;
   DecodeLimits lim_;
+  const ParallelContext* par_ = nullptr;
+  int tp_ = 1, tp_rank_ = 0;
+  int64_t H_ = 0, KV_ = 0, F_ = 0, V_ = 0, v0_ = 0;  // this rank's heads, kv heads, features, vocab rows from v0_
   std::vector<LayerW> layers_;
   Tensor embed_, norm_, head_;
   Arena cache_, acts_;
@@ -70,6 +82,8 @@ class LlamaDecoder {
   std::vector<uint8_t> retired_;
   std::vector<int32_t> positions_, kv_start_;  // (B, Tc) of the current chunk, host
   std::vector<char> host_logits_;              // staging for download
+  std::vector<double> gathered_;               // tp: every rank's slice of the rows, rank after rank
+  std::vector<int32_t> local_ids_;             // tp: token ids inside this rank's embedding rows (0 elsewhere)
 };
 
 }  // namespace polyllama
