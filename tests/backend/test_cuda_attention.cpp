@@ -24,7 +24,9 @@
 
 #include "attention.cuh"
 #include "polyllama/backend/cpu/cpu_backend.hpp"
+#include "polyllama/ckpt/safetensors.hpp"
 #include "polyllama/core/random.hpp"
+#include "test_support.hpp"
 
 using namespace polyllama;
 
@@ -37,21 +39,6 @@ void cuda_ok(cudaError_t e, const char* expr, int line) {
 }
 #define CUDA_OK(expr) cuda_ok((expr), #expr, __LINE__)
 
-std::string no_gpu_reason() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();
-    return std::string("cudaGetDeviceCount: ") + cudaGetErrorName(e) + " (" + std::to_string(static_cast<int>(e)) + ")";
-  }
-  return n > 0 ? "" : "no CUDA device";
-}
-#define SKIP_WITHOUT_GPU()                                    \
-  do {                                                        \
-    const std::string why = no_gpu_reason();                  \
-    if (!why.empty()) GTEST_SKIP() << "no GPU here: " << why; \
-  } while (0)
-
 uint64_t seed() {
   static const uint64_t s = [] {
     const char* env = std::getenv("PL_ATTN_SEED");
@@ -60,19 +47,6 @@ uint64_t seed() {
   return s;
 }
 
-// bf16 by round-to-nearest-even of the f32 bits (a quiet NaN stays NaN).
-uint16_t to_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-double from_bf16(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
 
 struct Case {
   const char* what;
@@ -96,7 +70,7 @@ Vec random_input(const Case& c, int64_t n, uint64_t stream) {
   Vec v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const float x = static_cast<float>(random_normal(seed(), stream, static_cast<uint64_t>(i)));
-    v[static_cast<size_t>(i)] = c.dtype == DType::bf16 ? from_bf16(to_bf16(x)) : x;
+    v[static_cast<size_t>(i)] = c.dtype == DType::bf16 ? bf16_to_f32(f32_to_bf16(x)) : x;
   }
   return v;
 }
@@ -135,7 +109,7 @@ void upload(DeviceBuf& d, const Vec& x, DType t) {
   std::vector<unsigned char> host(x.size() * esize(t));
   for (size_t i = 0; i < x.size(); ++i) {
     if (t == DType::bf16) {
-      const uint16_t h = to_bf16(static_cast<float>(x[i]));
+      const uint16_t h = f32_to_bf16(static_cast<float>(x[i]));
       std::memcpy(host.data() + 2 * i, &h, 2);
     } else {
       const float f = static_cast<float>(x[i]);
@@ -153,7 +127,7 @@ Vec download(const DeviceBuf& d, size_t n, DType t) {
     if (t == DType::bf16) {
       uint16_t h;
       std::memcpy(&h, host.data() + 2 * i, 2);
-      x[i] = from_bf16(h);
+      x[i] = bf16_to_f32(h);
     } else {
       float f;
       std::memcpy(&f, host.data() + 4 * i, 4);

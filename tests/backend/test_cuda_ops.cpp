@@ -22,6 +22,7 @@
 
 #include "polyllama/backend/backend_factory.hpp"
 #include "polyllama/backend/cpu/cpu_backend.hpp"
+#include "polyllama/ckpt/safetensors.hpp"
 #include "test_support.hpp"
 
 using namespace polyllama;
@@ -30,27 +31,8 @@ namespace {
 
 using Vec = std::vector<double>;
 
-#define SKIP_WITHOUT_GPU()                                                  \
-  do {                                                                      \
-    std::string why;                                                        \
-    if (!cuda_available(&why)) GTEST_SKIP() << "no GPU here: " << why;      \
-  } while (0)
-
-uint16_t to_bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-  return static_cast<uint16_t>(u >> 16);
-}
-float from_bf16_bits(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 double round_to(DType d, double x) {
-  return d == DType::bf16 ? from_bf16_bits(to_bf16_bits(static_cast<float>(x))) : static_cast<float>(x);
+  return d == DType::bf16 ? bf16_to_f32(f32_to_bf16(static_cast<float>(x))) : static_cast<float>(x);
 }
 
 uint64_t seed() {
@@ -97,7 +79,7 @@ class Ops : public ::testing::Test {
     ASSERT_EQ(static_cast<int64_t>(v.size()), t.numel());
     if (t.dtype == DType::bf16) {
       std::vector<uint16_t> h(v.size());
-      for (size_t i = 0; i < v.size(); ++i) h[i] = to_bf16_bits(static_cast<float>(v[i]));
+      for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(static_cast<float>(v[i]));
       gpu->upload(t, h.data());
     } else {
       std::vector<float> h(v.begin(), v.end());
@@ -120,7 +102,7 @@ class Ops : public ::testing::Test {
     if (t.dtype == DType::bf16) {
       std::vector<uint16_t> h(v.size());
       gpu->download(h.data(), t);
-      for (size_t i = 0; i < v.size(); ++i) v[i] = from_bf16_bits(h[i]);
+      for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_to_f32(h[i]);
     } else {
       std::vector<float> h(v.size());
       gpu->download(h.data(), t);

@@ -13,11 +13,9 @@
 using namespace polyllama;
 
 namespace {
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
+
+using test::world_rank;
+using test::world_size;
 }  // namespace
 
 TEST(ParallelCollectives, GroupsAndValuesForEveryLayout) {

@@ -20,6 +20,9 @@ using namespace polyllama;
 
 namespace {
 
+using test::world_rank;
+using test::world_size;
+
 ModelConfig gqa_config(bool tied) {
   ModelConfig c;
   c.hidden_size = 64;  // head_dim 8
@@ -57,16 +60,6 @@ std::vector<double> decode_all(LlamaModel& model) {
   return out;
 }
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 }  // namespace
 

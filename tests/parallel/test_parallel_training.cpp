@@ -22,6 +22,9 @@ using namespace polyllama;
 
 namespace {
 
+using test::world_rank;
+using test::world_size;
+
 // fp32: the layouts reorder sums (tp: the row-parallel outputs, the input gradients of the column-parallel
 // layers, the vocab-parallel softmax; dp: the gradient sums), ~1e-7 per rounding. AdamW then divides each
 // gradient by its own magnitude, so an element whose gradient is a near-cancellation (|g| ~ 1e-7) turns that
@@ -145,16 +148,6 @@ void expect_same(const TrainRun& got, const TrainRun& ref, const std::string& wh
   }
 }
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 // The first n ranks of the world (MPI_COMM_NULL on the others).
 MPI_Comm first_ranks(int n) {

@@ -1,5 +1,6 @@
 #include "test_support.hpp"
 
+#include <mpi.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +37,18 @@ template <typename T> static double rel_err(const T* a, const T* b, int64_t n, d
     den = std::max(den, std::fabs(static_cast<double>(b[i])));
   }
   return num / den;
+}
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int world_size() {
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
 }
 
 std::string slurp(const std::string& path) {

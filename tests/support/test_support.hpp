@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "polyllama/backend/backend_factory.hpp"
 #include "polyllama/core/error.hpp"
 
 namespace polyllama::test {
@@ -13,6 +14,9 @@ namespace polyllama::test {
 std::string shared_data(const std::string& rel);
 std::string fixture(const std::string& rel);
 std::string polyllama_binary();
+// This process's rank in MPI_COMM_WORLD and the number of ranks launched.
+int world_rank();
+int world_size();
 // A file's bytes ("" when it cannot be read) and a file written with exactly these bytes.
 std::string slurp(const std::string& path);
 void spit(const std::string& path, const std::string& bytes);
@@ -36,3 +40,11 @@ template <typename Fn> std::pair<int, std::string> error_of(Fn&& fn) {
 }
 
 }  // namespace polyllama::test
+
+// Skips the current test, saying why, where no CUDA device can be used (no GPU, or a build without CUDA).
+#define SKIP_WITHOUT_GPU()                                            \
+  do {                                                                \
+    std::string why_no_gpu;                                           \
+    if (!::polyllama::cuda_available(&why_no_gpu))                    \
+      GTEST_SKIP() << "no GPU here: " << why_no_gpu;                  \
+  } while (0)
