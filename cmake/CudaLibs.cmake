@@ -5,7 +5,8 @@
 #   2. beside the CUDA toolkit (CUDAToolkit_LIBRARY_DIR, its targets/<arch>/ layout, the toolkit root);
 #   3. the system paths.
 # Wheels ship only the versioned file (libcudnn.so.9, libnccl.so.2), so those names are searched too.
-# Missing libraries are reported, not fatal: nothing in the single-GPU backend calls them yet.
+# Missing libraries are reported, not fatal: one GPU trains without NCCL (more ranks on `--device cuda` then fail
+# with a message saying so).
 
 function(polyllama_find_cuda_lib target_name var header)
   cmake_parse_arguments(ARG "" "" "NAMES" ${ARGN})

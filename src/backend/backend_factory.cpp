@@ -16,13 +16,25 @@ bool cuda_available(std::string* why) {
 #endif
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
+int cuda_device_count() {
+#ifdef POLYLLAMA_HAVE_CUDA
+  return cuda_device_usable(nullptr) ? cuda_visible_devices() : 0;
+#else
+  return 0;
+#endif
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads, int gpu) {
   if (device == "cpu") return std::make_unique<CpuBackend>(threads);
   if (device == "cuda") {
     std::string why;
     if (!cuda_available(&why)) fail_input("--device cuda: " + why);
 #ifdef POLYLLAMA_HAVE_CUDA
-    return std::make_unique<CudaBackend>(0);
+    const int count = cuda_device_count();
+    if (gpu < 0 || gpu >= count)
+      fail_input("--device cuda: GPU " + std::to_string(gpu) + " asked for, but this process sees " +
+                 std::to_string(count) + " (CUDA_VISIBLE_DEVICES applies)");
+    return std::make_unique<CudaBackend>(gpu);
 #endif
   }
   fail_input("unknown device '" + device + "' (expected cpu or cuda)");

@@ -66,9 +66,10 @@ StartPoint find_start(const TrainOptions& o, const char* verb) {
   int world_size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   (void)ParallelDims::from_tp(o.tp, world_size);  // fails early, naming the numbers
-  if (world_size > 1 && o.device != "cpu")
-    fail_input(std::string(verb) + " on " + std::to_string(world_size) + " ranks runs on --device cpu in this "
-               "version (the MPI collectives take host memory; NCCL comes with the multi-GPU work)");
+  if (world_size > 1 && o.device == "cuda" && !nccl_available())
+    fail_input(std::string(verb) + " on " + std::to_string(world_size) + " ranks with --device cuda needs NCCL, "
+               "and this polyllama was built without it (configure with NCCL beside the CUDA toolkit or "
+               "-DNCCL_ROOT=PREFIX); one rank trains on one GPU without it");
   o.train.validate();
   o.optim.validate();
   StartPoint s;
@@ -97,7 +98,11 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   m.parallel = std::make_unique<ParallelContext>(ParallelDims::from_tp(o.tp, world_size), MPI_COMM_WORLD);
   validate_tensor_parallel(start.cfg, o.tp);
-  m.backend = make_backend(o.device, o.threads);
+  // One GPU per rank: the ranks on a node take its GPUs in order (with one visible GPU per rank, as
+  // `srun --gpus-per-task=1` arranges, each takes its only one).
+  const int gpus = o.device == "cuda" ? cuda_device_count() : 0;
+  m.backend = make_backend(o.device, o.threads, gpus > 0 ? node_local_rank(MPI_COMM_WORLD) % gpus : 0);
+  m.parallel->attach(*m.backend);  // NCCL for the tp and dp groups of a GPU job
   m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda",
                                          m.parallel.get());
   load_model_weights(start.dir + "/model.h5", *m.model);

@@ -70,6 +70,16 @@ double ProfilingBackend::softmax_xent(Tensor logits, Tensor loss, const int32_t*
   Timer t{*this, kXent};
   return in_.softmax_xent(logits, loss, targets, ignore_index, want_grad, grad_scale);
 }
+void ProfilingBackend::xent_partial(Tensor logits, Tensor stats, const int32_t* targets, int64_t v0,
+                                    int32_t ignore_index) {
+  Timer t{*this, kXent};
+  in_.xent_partial(logits, stats, targets, v0, ignore_index);
+}
+double ProfilingBackend::xent_finish(Tensor logits, Tensor loss, Tensor stats_all, const int32_t* targets, int64_t v0,
+                                     int32_t ignore_index, bool want_grad, double grad_scale) {
+  Timer t{*this, kXent};
+  return in_.xent_finish(logits, loss, stats_all, targets, v0, ignore_index, want_grad, grad_scale);
+}
 void ProfilingBackend::adamw(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) {
   Timer t{*this, kAdamw};
   in_.adamw(param, grad, m, v, p);

@@ -17,6 +17,8 @@ void LlamaModel::backward(const int32_t* inputs) {
   const Tensor dres = A(dres_), dln = A(dln_);
   be_.zero(dres);
   be_.rmsnorm_backward(dres, G(norm_), dln, A(res_final_), P(norm_), S(rstdf_));
+  ready(norm_);
+  if (!cfg_.tie_word_embeddings) ready(lm_head_);  // finished by head_and_loss; a tied head is the embedding
 
   for (size_t li = layers_.size(); li-- > 0;) {
     const Layer& w = layers_[li];
@@ -43,8 +45,10 @@ void LlamaModel::backward(const int32_t* inputs) {
     linear_backward(be_, dln, G(w.wv), A(dv_), A(a.ln1), P(w.wv), true);
     tp_sum(dln);  // column-parallel q/k/v: each rank's heads give part of dL/d(ln1)
     be_.rmsnorm_backward(dres, G(w.ln1), dln, A(a.res_in), P(w.ln1), S(a.rstd1));
+    for (size_t p : {w.ln1, w.wq, w.wk, w.wv, w.wo, w.ln2, w.wg, w.wu, w.wd}) ready(p);
   }
   embed_backward(inputs);
+  ready(embed_);
 }
 
 }  // namespace polyllama

@@ -122,8 +122,8 @@ double LlamaModel::head_and_loss(const int32_t* targets, double loss_scale, bool
     Tensor logits = A(logits_).slice_rows(0, m), x = lnf.slice_rows(r0, m);
     linear(be_, logits, x, W);
     // Vocab-parallel: each tp rank holds rows [v0_, v0_ + V_) of the head, so its logits are that slice.
-    total += tp_ > 1 ? vocab_parallel_xent(logits, loss.slice_rows(r0, m), targets + r0, v0_, kIgnoreIndex,
-                                           want_grad, loss_scale, par_->tp())
+    total += tp_ > 1 ? vocab_parallel_xent(be_, logits, loss.slice_rows(r0, m), S(xent_stats_), targets + r0, v0_,
+                                           kIgnoreIndex, want_grad, loss_scale, par_->tensor_tp())
                      : be_.softmax_xent(logits, loss.slice_rows(r0, m), targets + r0, kIgnoreIndex, want_grad,
                                         loss_scale);
     if (want_grad) {  // logits now hold dL/dlogits

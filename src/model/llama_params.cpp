@@ -19,9 +19,9 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bo
     fail_input(std::string("mixed precision needs bf16 ops; the ") + be_.name() + " backend has none");
   if (par_) tp_ = par_->dims().tp, tp_rank_ = par_->tp_rank();
   validate_tensor_parallel(cfg_, tp_);
-  if (tp_ > 1 && (!be_.host_memory() || mixed_))
-    fail_input(std::string("tensor parallelism runs on host-memory backends in this version (MPI collectives); "
-                           "the ") + be_.name() + " backend needs the NCCL collectives");
+  if (tp_ > 1 && par_->tensor_tp().host_memory() != be_.host_memory())
+    fail_input(std::string("tensor parallelism on the ") + be_.name() + " backend needs its collectives: call "
+               "ParallelContext::attach(backend) before building the model");
   H_ = cfg_.num_attention_heads / tp_, KV_ = cfg_.num_key_value_heads / tp_;
   F_ = cfg_.intermediate_size / tp_, V_ = cfg_.vocab_size / tp_, v0_ = V_ * tp_rank_;
   register_params();
@@ -46,7 +46,7 @@ size_t LlamaModel::add_param(const std::string& name, std::vector<int64_t> full_
 }
 
 void LlamaModel::tp_sum(Tensor x) {
-  if (tp_ > 1) par_->tp().all_reduce(x);
+  if (tp_ > 1) par_->tensor_tp().all_reduce(x);
 }
 
 void LlamaModel::register_params() {
@@ -160,6 +160,7 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
   head_chunk_ = (N + nchunks - 1) / nchunks;
   logits_ = acts_.reserve({head_chunk_, V});
   loss_rows_ = stats_.reserve({N, 1});
+  if (tp_ > 1) xent_stats_ = stats_.reserve({tp_ * head_chunk_ * 2});  // every tp rank's (lse, target) per row
   dres_ = acts_.reserve({N, C});
   dln_ = acts_.reserve({N, C});
   datt_ = acts_.reserve({N, Hd});

@@ -34,77 +34,23 @@ ShardSpec tp_shard(const std::vector<int64_t>& full_shape, Split split, int tp, 
   return ShardSpec::split(full_shape, split == Split::rows ? 0 : 1, tp, tp_rank);
 }
 
-namespace {
-
-template <typename T>
-double xent(T* logits, T* loss, const int32_t* targets, int64_t v0, int32_t ignore, bool want_grad, double scale,
-            int64_t N, int64_t Vl, Communicator& tp) {
-  // Row maxima (one all-reduce), then the sums of exponentials with the target's logit (another, 2N values):
-  // the target's logit comes from the one rank whose slice holds it, zeros from the others.
-  std::vector<double> mx(static_cast<size_t>(N)), st(static_cast<size_t>(2 * N));
-  auto mine = [&](int64_t n) {
-    const int64_t local = static_cast<int64_t>(targets[n]) - v0;
-    return targets[n] != ignore && local >= 0 && local < Vl ? local : int64_t{-1};
-  };
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const T* row = logits + n * Vl;
-    T m = row[0];
-    for (int64_t j = 1; j < Vl; ++j) m = std::max(m, row[j]);
-    mx[static_cast<size_t>(n)] = static_cast<double>(m);
-  }
-  tp.all_reduce(mx.data(), N, DType::f64, ReduceOp::max);
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    T* row = logits + n * Vl;
-    const T m = static_cast<T>(mx[static_cast<size_t>(n)]);
-    const int64_t t = mine(n);
-    st[static_cast<size_t>(2 * n + 1)] = t >= 0 ? static_cast<double>(row[t]) : 0.0;
-    T sum = 0;
-    if (want_grad) {
-      for (int64_t j = 0; j < Vl; ++j) {
-        const T e = std::exp(row[j] - m);
-        row[j] = e;  // kept for the gradient
-        sum += e;
-      }
-    } else {
-      for (int64_t j = 0; j < Vl; ++j) sum += std::exp(row[j] - m);
-    }
-    st[static_cast<size_t>(2 * n)] = static_cast<double>(sum);
-  }
-  tp.all_reduce(st.data(), 2 * N, DType::f64, ReduceOp::sum);
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    T* row = logits + n * Vl;
-    const double sum = st[static_cast<size_t>(2 * n)], xt = st[static_cast<size_t>(2 * n + 1)];
-    if (targets[n] == ignore) {
-      loss[n] = 0;
-      if (want_grad) std::fill(row, row + Vl, T(0));
-      continue;
-    }
-    loss[n] = static_cast<T>(std::log(sum) + mx[static_cast<size_t>(n)] - xt);
-    if (want_grad) {
-      const T s = static_cast<T>(scale / sum);
-      for (int64_t j = 0; j < Vl; ++j) row[j] *= s;
-      const int64_t t = mine(n);
-      if (t >= 0) row[t] -= static_cast<T>(scale);
-    }
-  }
-  double total = 0;  // in row order, as the single-device op
-  for (int64_t n = 0; n < N; ++n) total += static_cast<double>(loss[n]);
-  return total;
-}
-
-}  // namespace
-
-double vocab_parallel_xent(Tensor logits, Tensor loss, const int32_t* targets, int64_t v0, int32_t ignore_index,
-                           bool want_grad, double grad_scale, Communicator& tp) {
-  const int64_t N = logits.rows(), Vl = logits.cols();
-  PL_CHECK(loss.numel() == N && loss.dtype == logits.dtype,
-           "vocab_parallel_xent: loss must be (N) of the logits' dtype");
-  if (logits.dtype == DType::f32)
-    return xent(logits.ptr<float>(), loss.ptr<float>(), targets, v0, ignore_index, want_grad, grad_scale, N, Vl, tp);
-  return xent(logits.ptr<double>(), loss.ptr<double>(), targets, v0, ignore_index, want_grad, grad_scale, N, Vl, tp);
+// Each rank reduces its slice of every row to (log-sum-exp, target logit); one all-gather hands every rank all
+// slices' pairs, from which each forms the row's loss and its slice of the gradient. No collective in backward:
+// the gradient of the logits is local to the slice.
+double vocab_parallel_xent(Backend& be, Tensor logits, Tensor loss, Tensor stats, const int32_t* targets, int64_t v0,
+                           int32_t ignore_index, bool want_grad, double grad_scale, Communicator& tp) {
+  const int64_t N = logits.rows();
+  PL_CHECK(stats.numel() >= 2 * N * tp.size(), "vocab_parallel_xent: stats must hold (tp, N, 2) = " +
+                                                   std::to_string(2 * N * tp.size()) + " elements, got " +
+                                                   stats.shape_str());
+  Tensor all = stats.view({stats.numel()});
+  all.shape[0] = 2 * N * tp.size();
+  Tensor mine = all;
+  mine.data = static_cast<char*>(all.data) + static_cast<size_t>(2 * N * tp.rank()) * dtype_size(all.dtype);
+  mine.shape[0] = 2 * N;
+  be.xent_partial(logits, mine, targets, v0, ignore_index);
+  tp.all_gather(all.data, std::vector<int64_t>(static_cast<size_t>(tp.size()), 2 * N), all.dtype);
+  return be.xent_finish(logits, loss, all, targets, v0, ignore_index, want_grad, grad_scale);
 }
 
 }  // namespace polyllama

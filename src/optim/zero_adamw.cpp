@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 namespace polyllama {
 
@@ -18,34 +17,44 @@ ZeroAdamW::ZeroAdamW(const OptimConfig& cfg, Backend& backend, std::vector<ZeroS
       v_("adam.exp_avg_sq", slots_.empty() ? DType::f32 : slots_[0].slot.param.dtype, &backend) {
   cfg_.validate();
   PL_CHECK(!slots_.empty(), "optimizer without parameters");
-  if (dp_ > 1 && !be_.host_memory())
-    fail_input(std::string("data parallelism runs on host-memory backends in this version (MPI collectives); the ") +
-               be_.name() + " backend needs the NCCL collectives");
-  size_t bucket_elems = 0, max_bucket = 0, max_own = 0;
+  if (dp_ > 1 && comm().host_memory() != be_.host_memory())
+    fail_input(std::string("data parallelism on the ") + be_.name() + " backend needs its collectives: call " +
+               "ParallelContext::attach(backend) before building the optimizer");
   for (size_t i = 0; i < slots_.size(); ++i) {
-    const Tensor& p = slots_[i].slot.param;
-    const int64_t R = p.dim(0);
+    const int64_t R = slots_[i].slot.param.dim(0);
     own_.push_back({R * dp_rank_ / dp_, R * (dp_rank_ + 1) / dp_});
     handles_.push_back(m_.reserve({std::max<int64_t>(1, (own_[i].second - own_[i].first) * row_elems(i))}));
     v_.reserve({std::max<int64_t>(1, (own_[i].second - own_[i].first) * row_elems(i))});
-    const size_t bytes = p.bytes();
-    if (buckets_.empty() || bucket_elems >= bucket_bytes) {
-      buckets_.push_back({i, i});
-      bucket_elems = 0;
+  }
+  // Buckets from the last slot backwards: backward finishes the LM head first and the embedding last.
+  bucket_of_.assign(slots_.size(), 0);
+  size_t bytes = 0;
+  for (size_t i = slots_.size(); i-- > 0;) {
+    if (buckets_.empty() || bytes >= bucket_bytes) {
+      buckets_.push_back({i, i + 1, 0});
+      bytes = 0;
     }
-    buckets_.back().last = i + 1;
-    bucket_elems += bytes;
+    buckets_.back().first = i;
+    bucket_of_[i] = buckets_.size() - 1;
+    bytes += slots_[i].slot.param.bytes();
   }
-  for (const Bucket& b : buckets_) {
-    size_t bytes = 0;
-    for (size_t i = b.first; i < b.last; ++i) bytes += slots_[i].slot.param.bytes();
-    max_bucket = std::max(max_bucket, bytes);
-    max_own = std::max(max_own, static_cast<size_t>(counts(b)[static_cast<size_t>(dp_rank_)]) *
-                                    dtype_size(slots_[0].slot.param.dtype));
+  int64_t max_piece = 0;
+  for (Bucket& b : buckets_) {
+    for (int r = 0; r < dp_; ++r) b.piece = std::max(b.piece, rank_elems(b, r));
+    max_piece = std::max(max_piece, b.piece);
   }
-  if (dp_ > 1) send_.resize(max_bucket), recv_.resize(max_own);
+  if (dp_ > 1) {
+    const size_t es = dtype_size(slots_[0].slot.param.dtype);
+    send_ = be_.device_alloc(static_cast<size_t>(max_piece * dp_) * es);
+    recv_ = be_.device_alloc(static_cast<size_t>(max_piece) * es);
+  }
   m_.allocate();
   v_.allocate();
+}
+
+ZeroAdamW::~ZeroAdamW() {
+  be_.device_free(send_);
+  be_.device_free(recv_);
 }
 
 int64_t ZeroAdamW::row_elems(size_t i) const {
@@ -79,37 +88,68 @@ ShardSpec ZeroAdamW::state_shard(size_t i) const {
   return s;  // replica_id stays the tp one: the dp ranks' rows are disjoint
 }
 
-std::vector<int64_t> ZeroAdamW::counts(const Bucket& b) const {
-  std::vector<int64_t> c(static_cast<size_t>(dp_), 0);
+int64_t ZeroAdamW::rank_elems(const Bucket& b, int r) const {
+  int64_t n = 0;
   for (size_t i = b.first; i < b.last; ++i) {
     const int64_t R = slots_[i].slot.param.dim(0);
-    for (int r = 0; r < dp_; ++r) c[static_cast<size_t>(r)] += (R * (r + 1) / dp_ - R * r / dp_) * row_elems(i);
+    n += (R * (r + 1) / dp_ - R * r / dp_) * row_elems(i);
   }
-  return c;
+  return n;
+}
+
+void ZeroAdamW::begin_reduction() {
+  reducing_ = true;
+  reduced_ = 0;
+  for (Bucket& b : buckets_) b.pending = b.last - b.first, b.done = false;
+  if (dp_ > 1) comm().begin_overlap();
+}
+
+void ZeroAdamW::grad_ready(size_t slot) {
+  PL_CHECK(reducing_ && slot < slots_.size(), "grad_ready outside begin_reduction()/finish_reduction()");
+  Bucket& b = buckets_[bucket_of_[slot]];
+  PL_CHECK(b.pending > 0, "gradient of " + slots_[slot].slot.name + " announced twice");
+  if (--b.pending == 0) reduce_bucket(b);
+}
+
+void ZeroAdamW::finish_reduction() {
+  PL_CHECK(reducing_, "finish_reduction() without begin_reduction()");
+  for (Bucket& b : buckets_) reduce_bucket(b);
+  if (dp_ > 1) comm().end_overlap();
+  reducing_ = false;
 }
 
 void ZeroAdamW::reduce_gradients() {
+  begin_reduction();
+  finish_reduction();
+}
+
+// Packs each dp rank's rows of the bucket's gradients into that rank's piece of the send buffer, reduce-scatters,
+// and copies the summed piece back into this rank's rows. The copies are the communicator's, so they run in its
+// order (on its stream beside the backward pass, on a GPU).
+void ZeroAdamW::reduce_bucket(Bucket& b) {
+  if (b.done) return;
+  b.done = true;
+  ++reduced_;
   if (dp_ == 1) return;
   const DType t = slots_[0].slot.grad.dtype;
   const size_t es = dtype_size(t);
-  for (const Bucket& b : buckets_) {
-    // Pack each dp rank's rows of the bucket's tensors together, rank after rank, for the reduce-scatter.
-    char* out = send_.data();
-    for (int r = 0; r < dp_; ++r)
-      for (size_t i = b.first; i < b.last; ++i) {
-        const Tensor& g = slots_[i].slot.grad;
-        const int64_t R = g.dim(0), w = row_elems(i), r0 = R * r / dp_, r1 = R * (r + 1) / dp_;
-        const size_t n = static_cast<size_t>((r1 - r0) * w) * es;
-        std::memcpy(out, static_cast<const char*>(g.data) + static_cast<size_t>(r0 * w) * es, n);
-        out += n;
-      }
-    par_.dp().reduce_scatter(send_.data(), recv_.data(), counts(b), t);
-    const char* in = recv_.data();
+  Communicator& c = comm();
+  for (int r = 0; r < dp_; ++r) {
+    char* out = static_cast<char*>(send_) + static_cast<size_t>(b.piece * r) * es;
     for (size_t i = b.first; i < b.last; ++i) {
-      const Tensor mine = rows(slots_[i].slot.grad, i);
-      std::memcpy(mine.data, in, mine.bytes());
-      in += mine.bytes();
+      const Tensor& g = slots_[i].slot.grad;
+      const int64_t R = g.dim(0), w = row_elems(i), r0 = R * r / dp_, r1 = R * (r + 1) / dp_;
+      const size_t n = static_cast<size_t>((r1 - r0) * w) * es;
+      c.copy(out, static_cast<const char*>(g.data) + static_cast<size_t>(r0 * w) * es, n);
+      out += n;
     }
+  }
+  c.reduce_scatter(send_, recv_, std::vector<int64_t>(static_cast<size_t>(dp_), b.piece), t);
+  const char* in = static_cast<const char*>(recv_);
+  for (size_t i = b.first; i < b.last; ++i) {
+    const Tensor mine = rows(slots_[i].slot.grad, i);
+    c.copy(mine.data, in, mine.bytes());
+    in += mine.bytes();
   }
 }
 
@@ -137,27 +177,28 @@ void ZeroAdamW::step(double lr) {
   }
   clip_factor_ = 1.0;
   if (dp_ == 1) return;
-  const size_t es = dtype_size(slots_[0].slot.param.dtype);
+  // Every rank's updated rows to every rank: this rank's piece packed at its offset, gathered in place.
+  const DType t = slots_[0].slot.param.dtype;
+  const size_t es = dtype_size(t);
+  Communicator& c = comm();
   for (const Bucket& b : buckets_) {
-    const std::vector<int64_t> c = counts(b);
-    size_t mine_at = 0;
-    for (int r = 0; r < dp_rank_; ++r) mine_at += static_cast<size_t>(c[static_cast<size_t>(r)]) * es;
-    char* out = send_.data() + mine_at;
+    char* out = static_cast<char*>(send_) + static_cast<size_t>(b.piece * dp_rank_) * es;
     for (size_t i = b.first; i < b.last; ++i) {
       const Tensor mine = rows(slots_[i].slot.param, i);
-      std::memcpy(out, mine.data, mine.bytes());
+      c.copy(out, mine.data, mine.bytes());
       out += mine.bytes();
     }
-    par_.dp().all_gather(send_.data(), c, slots_[0].slot.param.dtype);
-    const char* in = send_.data();
-    for (int r = 0; r < dp_; ++r)
+    c.all_gather(send_, std::vector<int64_t>(static_cast<size_t>(dp_), b.piece), t);
+    for (int r = 0; r < dp_; ++r) {
+      const char* in = static_cast<const char*>(send_) + static_cast<size_t>(b.piece * r) * es;
       for (size_t i = b.first; i < b.last; ++i) {
         const Tensor& p = slots_[i].slot.param;
         const int64_t R = p.dim(0), w = row_elems(i), r0 = R * r / dp_, r1 = R * (r + 1) / dp_;
         const size_t n = static_cast<size_t>((r1 - r0) * w) * es;
-        std::memcpy(static_cast<char*>(p.data) + static_cast<size_t>(r0 * w) * es, in, n);
+        c.copy(static_cast<char*>(p.data) + static_cast<size_t>(r0 * w) * es, in, n);
         in += n;
       }
+    }
   }
 }
 

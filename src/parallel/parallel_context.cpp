@@ -1,6 +1,7 @@
 #include <cstring>
 #include <limits>
 
+#include "polyllama/core/backend.hpp"
 #include "polyllama/core/error.hpp"
 #include "polyllama/core/log.hpp"
 #include "polyllama/parallel/parallel.hpp"
@@ -46,6 +47,10 @@ const char* collective_name(Collective c) {
     default:
       return "?";
   }
+}
+
+void Communicator::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0 && dst != src) std::memcpy(dst, src, bytes);
 }
 
 void Communicator::reset_counters() {
@@ -138,23 +143,58 @@ ParallelContext::ParallelContext(const ParallelDims& dims, MPI_Comm world) : dim
   PL_CHECK(tp_->rank() == dims_.tp_rank_of(rank) && dp_->rank() == dims_.dp_rank_of(rank), "bad group split");
 }
 
+ParallelContext::~ParallelContext() {
+  dev_tp_.reset();  // before the MPI groups they were bootstrapped over
+  dev_dp_.reset();
+}
+
+void ParallelContext::attach(Backend& backend) {
+  if (backend.host_memory()) {
+    dev_tp_.reset();
+    dev_dp_.reset();
+    return;
+  }
+  // A group of one calls nothing (the model and optimizer skip their collectives), so it needs no NCCL: one GPU
+  // trains in a build without it.
+  dev_tp_ = tp_->size() > 1 ? make_nccl_communicator(*tp_, backend) : nullptr;
+  dev_dp_ = dp_->size() > 1 ? make_nccl_communicator(*dp_, backend) : nullptr;
+}
+
+int node_local_rank(MPI_Comm world) {
+  MPI_Comm node = MPI_COMM_NULL;
+  int r = 0;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  MPI_Comm_rank(node, &r);
+  MPI_Comm_free(&node);
+  return r;
+}
+
 std::unique_ptr<ParallelContext> ParallelContext::single() {
   return std::make_unique<ParallelContext>(ParallelDims{1, 1}, MPI_COMM_SELF);
 }
 
-uint64_t ParallelContext::bytes(Collective c) const { return world_->bytes(c) + tp_->bytes(c) + dp_->bytes(c); }
+uint64_t ParallelContext::bytes(Collective c) const {
+  uint64_t b = world_->bytes(c) + tp_->bytes(c) + dp_->bytes(c);
+  for (const auto* d : {dev_tp_.get(), dev_dp_.get()})
+    if (d) b += d->bytes(c);
+  return b;
+}
 
 void ParallelContext::reset_counters() {
   world_->reset_counters();
   tp_->reset_counters();
   dp_->reset_counters();
+  for (auto* d : {dev_tp_.get(), dev_dp_.get()})
+    if (d) d->reset_counters();
 }
 
 std::string ParallelContext::traffic_summary() const {
   std::string s;
   for (int i = 0; i < static_cast<int>(Collective::count); ++i) {
     const auto c = static_cast<Collective>(i);
-    const uint64_t calls = world_->calls(c) + tp_->calls(c) + dp_->calls(c);
+    uint64_t calls = world_->calls(c) + tp_->calls(c) + dp_->calls(c);
+    for (const auto* d : {dev_tp_.get(), dev_dp_.get()})
+      if (d) calls += d->calls(c);
     if (calls == 0) continue;
     s += fmt("%s%s %.2f MiB (%llu calls)", s.empty() ? "" : ", ", collective_name(c),
              static_cast<double>(bytes(c)) / (1 << 20), static_cast<unsigned long long>(calls));

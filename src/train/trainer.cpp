@@ -267,10 +267,15 @@ TrainResult Trainer::run() {
     double step_loss = 0;
     for (int64_t a = 0; a < accum; ++a) {
       const auto off = static_cast<size_t>(a * B * T);
+      if (a + 1 == accum) {  // this pass completes the gradients: reduce each bucket as backward finishes it
+        opt_.begin_reduction();
+        model_.set_grad_ready_hook([this](size_t i) { opt_.grad_ready(i); });
+      }
       step_loss += model_.forward_backward(&inputs_[off], &targets_[off], scale, true, &doc_start_[off]);
     }
+    model_.set_grad_ready_hook(nullptr);
+    opt_.finish_reduction();
     par_.dp().all_reduce(&step_loss, 1, DType::f64, ReduceOp::sum);
-    opt_.reduce_gradients();
     const double gnorm = opt_.clip_grad_norm();
     const double lr = lr_at(ocfg_, st_.step, cfg_.steps);
     opt_.step(lr);

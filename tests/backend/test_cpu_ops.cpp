@@ -600,6 +600,54 @@ TYPED_TEST(CpuOpsForward, SoftmaxXentWithIgnoredRowsAndGradScale) {
   EXPECT_NEAR(f.total, ref.total, this->tol * std::fabs(ref.total));
 }
 
+// The vocab-parallel halves as tp ranks would run them, played by one process: the vocabulary cut into `parts`
+// slices, each slice's xent_partial, the stats of all slices side by side (what the all-gather builds), then
+// xent_finish on each slice. Against the same naive reference as the fused op, same tolerance: the only new
+// arithmetic is combining a few log-sum-exps.
+TYPED_TEST(CpuOpsForward, VocabParallelXentHalvesEqualTheWholeRow) {
+  using T = TypeParam;
+  const int64_t V = 54;
+  const int32_t ignore = -100;
+  const std::vector<int32_t> targets = {5, ignore, 0, 53, 26, 27, 17};
+  const auto N = static_cast<int64_t>(targets.size());
+  Vec logits = randn(N * V, 61, 2.0);
+  for (int64_t j = 0; j < V; ++j) logits[static_cast<size_t>(3 * V + j)] += 200.0;  // needs the max shift
+  logits = rounded<T>(logits);
+  const double scale = 0.37;
+  const XentOut ref = ref_xent(logits, targets, ignore, scale, V);
+  for (int64_t parts : {1, 2, 3, 6}) {
+    const int64_t Vl = V / parts;
+    std::vector<std::vector<T>> slice(static_cast<size_t>(parts));
+    std::vector<T> stats(static_cast<size_t>(parts * N * 2), T(kGarbage));
+    for (int64_t p = 0; p < parts; ++p) {
+      auto& sl = slice[static_cast<size_t>(p)];
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t j = 0; j < Vl; ++j) sl.push_back(static_cast<T>(logits[static_cast<size_t>(n * V + p * Vl + j)]));
+      this->be.xent_partial(Tensor(sl.data(), dtype_of<T>(), {N, Vl}),
+                            Tensor(stats.data() + p * N * 2, dtype_of<T>(), {N, 2}), targets.data(), p * Vl, ignore);
+    }
+    for (bool want_grad : {false, true}) {
+      Vec grad(static_cast<size_t>(N * V));
+      for (int64_t p = 0; p < parts; ++p) {
+        std::vector<T> sl = slice[static_cast<size_t>(p)], loss(static_cast<size_t>(N), T(kGarbage));
+        const double total = this->be.xent_finish(Tensor(sl.data(), dtype_of<T>(), {N, Vl}),
+                                                  Tensor(loss.data(), dtype_of<T>(), {N}),
+                                                  Tensor(stats.data(), dtype_of<T>(), {parts, N, 2}), targets.data(),
+                                                  p * Vl, ignore, want_grad, scale);
+        EXPECT_LT(rel(to_vec(loss), ref.loss), this->tol) << parts << " parts, slice " << p;
+        EXPECT_NEAR(total, ref.total, this->tol * std::fabs(ref.total)) << parts << " parts, slice " << p;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t j = 0; j < Vl; ++j)
+            grad[static_cast<size_t>(n * V + p * Vl + j)] = static_cast<double>(sl[static_cast<size_t>(n * Vl + j)]);
+      }
+      if (want_grad)
+        EXPECT_LT(rel(grad, ref.logits), this->tol) << parts << " parts: the slices' gradients, side by side";
+      else
+        for (int64_t p = 0; p < parts; ++p) EXPECT_EQ(grad[static_cast<size_t>(p * Vl)], logits[static_cast<size_t>(p * Vl)]);
+    }
+  }
+}
+
 TYPED_TEST(CpuOpsForward, AdamWMatchesPyTorchFormula) {
   using T = TypeParam;
   const int64_t n = 257;

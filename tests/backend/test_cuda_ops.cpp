@@ -282,6 +282,50 @@ TEST_F(Ops, SoftmaxCrossEntropy) {
       }
 }
 
+// The vocab-parallel halves, the tp ranks played by one process: each vocabulary slice's xent_partial writes its
+// rows of the (parts, N, 2) stats, then xent_finish runs on each slice. Against the CPU's fused op on the whole
+// rows (f64), with the fused op's tolerances.
+TEST_F(Ops, VocabParallelCrossEntropyHalves) {
+  struct Case { int64_t N, V, parts; };
+  for (const Case c : {Case{3, 12, 2}, Case{17, 1000, 4}, Case{4, 32000, 2}})
+    for (DType d : kDtypes)
+      for (bool want_grad : {false, true}) {
+        const int64_t Vl = c.V / c.parts;
+        const std::string shape = " (" + std::to_string(c.N) + ", " + std::to_string(c.V) + ") in " +
+                                  std::to_string(c.parts) + " slices" + (want_grad ? " with grad" : "");
+        std::vector<int32_t> tgt(static_cast<size_t>(c.N));
+        for (auto& t : tgt) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(c.V));
+        tgt[1] = -100;
+        const Vec logits = rand(c.N * c.V, 8.0, d);
+        Tensor stats = dev_poisoned(DType::f32, {c.parts, c.N, 2});
+        std::vector<Tensor> slices;
+        for (int64_t p = 0; p < c.parts; ++p) {
+          Vec sl;
+          for (int64_t n = 0; n < c.N; ++n)
+            for (int64_t j = 0; j < Vl; ++j) sl.push_back(logits[static_cast<size_t>(n * c.V + p * Vl + j)]);
+          slices.push_back(dev_from(d, {c.N, Vl}, sl));
+          Tensor mine(static_cast<float*>(stats.data) + p * c.N * 2, DType::f32, {c.N, 2});
+          gpu->xent_partial(slices.back(), mine, tgt.data(), p * Vl, -100);
+        }
+        Vec ref = logits, loss(static_cast<size_t>(c.N));
+        const double ref_total =
+            cpu.softmax_xent(host(ref, {c.N, c.V}), host(loss, {c.N}), tgt.data(), -100, want_grad, 0.25);
+        Vec grad(static_cast<size_t>(c.N * c.V));
+        for (int64_t p = 0; p < c.parts; ++p) {
+          Tensor gloss = dev_poisoned(DType::f32, {c.N});
+          const double total =
+              gpu->xent_finish(slices[static_cast<size_t>(p)], gloss, stats, tgt.data(), p * Vl, -100, want_grad, 0.25);
+          expect_close(get(gloss), loss, "xent_finish loss" + shape, DType::f32, 1e-5);
+          EXPECT_NEAR(total, ref_total, 1e-5 * std::abs(ref_total)) << "xent_finish total" << shape;
+          const Vec g = get(slices[static_cast<size_t>(p)]);
+          for (int64_t n = 0; n < c.N; ++n)
+            for (int64_t j = 0; j < Vl; ++j)
+              grad[static_cast<size_t>(n * c.V + p * Vl + j)] = g[static_cast<size_t>(n * Vl + j)];
+        }
+        expect_close(grad, ref, std::string("xent halves ") + (want_grad ? "gradient" : "logits untouched") + shape, d);
+      }
+}
+
 TEST_F(Ops, AdamW) {
   const int64_t n = 1001;
   Vec p = rand(n, 1.0, DType::f32), g = rand(n, 0.1, DType::f32), m = rand(n, 0.01, DType::f32);

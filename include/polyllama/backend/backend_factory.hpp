@@ -7,9 +7,12 @@
 
 namespace polyllama {
 
-// "cpu" (threads <= 0: OpenMP's default) or "cuda" (device 0). Fails with a user-facing message when the build
-// has no CUDA backend or no GPU is usable.
-std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
+// "cpu" (threads <= 0: OpenMP's default) or "cuda" (device `gpu` of those the process sees). Fails with a
+// user-facing message when the build has no CUDA backend or no GPU is usable.
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0, int gpu = 0);
+
+// GPUs this process sees (CUDA_VISIBLE_DEVICES applies); 0 without CUDA or a driver.
+int cuda_device_count();
 
 // True when this build has the CUDA backend and a GPU is usable; otherwise `why` (when given) says what is
 // missing: "built without CUDA" or the CUDA runtime's reason (no driver, no device).

@@ -103,6 +103,18 @@ class Backend {
   virtual double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index,
                               bool want_grad, double grad_scale) = 0;
 
+  // The vocab-parallel cross-entropy (llama_sharding.hpp) in two halves around an all-gather over the tp ranks,
+  // so full rows of logits never exist. logits (N, Vl) hold vocabulary ids [v0, v0 + Vl) of each row.
+  // xent_partial: stats (N, 2) = (log-sum-exp of the row's slice, the target's logit when the slice holds the
+  // target, else 0; 0 for both where target == ignore_index).
+  virtual void xent_partial(Tensor logits, Tensor stats, const int32_t* targets, int64_t v0, int32_t ignore_index) = 0;
+  // stats_all (parts, N, 2): every slice's stats, the whole vocabulary. loss (N) = log-sum-exp over the parts -
+  // the target's logit (0 where ignored); with want_grad the logits become grad_scale * (softmax - onehot) on
+  // this slice (zero rows where ignored). Returns the sum of loss, in row order. Statistics in the dtype of the
+  // logits, f32 for bf16 logits.
+  virtual double xent_finish(Tensor logits, Tensor loss, Tensor stats_all, const int32_t* targets, int64_t v0,
+                             int32_t ignore_index, bool want_grad, double grad_scale) = 0;
+
   // Decoupled AdamW on one parameter tensor; m and v are updated in place.
   virtual void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) = 0;
 

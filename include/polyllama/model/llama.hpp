@@ -6,6 +6,7 @@
 // activations are bf16, and per-row statistics (rstd, saved attention state, loss rows) and the RoPE tables stay
 // f32 in an arena of their own. Without it every tensor is in `dtype`, as on the CPU.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,8 +31,8 @@ class LlamaModel {
   static constexpr int32_t kIgnoreIndex = -100;  // PyTorch's default for cross-entropy
 
   // With `parallel` (tp > 1), this rank holds its Megatron shard of every weight (llama_sharding.hpp) and the
-  // forward and backward passes insert the tp collectives; the context must outlive the model. Host-memory
-  // backends only for tp > 1 (MPI collectives).
+  // forward and backward passes insert the tp collectives (tensor_tp(): on a GPU backend the context must have
+  // been attach()ed to it, for NCCL); the context must outlive the model.
   LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype = DType::f32, bool mixed_precision = false,
              const ParallelContext* parallel = nullptr);
   const ParallelContext* parallel() const { return par_; }
@@ -77,6 +78,10 @@ class LlamaModel {
   double forward_backward(const int32_t* inputs, const int32_t* targets, double loss_scale, bool want_grad,
                           const int32_t* doc_start = nullptr);
   void zero_grads();
+  // Called with a parameter's index once backward has finished its gradient (final norm and LM head first, then
+  // the layers from the last, the embedding last), so the data-parallel reduction can start while backward goes
+  // on. Set it for the pass that completes the step's gradients (the last micro-batch); empty: no calls.
+  void set_grad_ready_hook(std::function<void(size_t)> hook) { grad_ready_ = std::move(hook); }
 
   // Forward only, writing every logit to logits (batch * seq, vocab, in compute_dtype() or f32, in the
   // backend's memory): for tests and generation.
@@ -134,12 +139,17 @@ class LlamaModel {
 
   int64_t B_ = 0, T_ = 0, head_chunk_ = 0;
   bool recompute_ = false;
+  std::function<void(size_t)> grad_ready_;
+  void ready(size_t i) const {
+    if (grad_ready_) grad_ready_(i);
+  }
   std::vector<int32_t> positions_, kv_start_;  // (B, T) of the current micro-batch
   bool segmented_ = false;                     // some row holds more than one example
   const int32_t* rope_positions() const { return segmented_ ? positions_.data() : nullptr; }
   AttnSpan attn_span() const { return {-1, segmented_ ? kv_start_.data() : nullptr}; }
   std::vector<LayerActs> la_;
-  int res_final_ = -1, lnf_ = -1, rstdf_ = -1, rope_cos_ = -1, rope_sin_ = -1, logits_ = -1, loss_rows_ = -1;
+  int res_final_ = -1, lnf_ = -1, rstdf_ = -1, rope_cos_ = -1, rope_sin_ = -1, logits_ = -1, loss_rows_ = -1,
+      xent_stats_ = -1;
   // Backward scratch, shared by all layers.
   int dres_ = -1, dln_ = -1, datt_ = -1, dq_ = -1, dk_ = -1, dv_ = -1, dact_ = -1, dgate_ = -1, dup_ = -1,
       attn_scratch_ = -1;

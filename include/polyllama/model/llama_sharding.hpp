@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "polyllama/core/backend.hpp"
 #include "polyllama/core/shard_spec.hpp"
 #include "polyllama/core/tensor.hpp"
 #include "polyllama/model/config.hpp"
@@ -27,12 +28,13 @@ void validate_tensor_parallel(const ModelConfig& cfg, int tp);
 ShardSpec tp_shard(const std::vector<int64_t>& full_shape, Split split, int tp, int tp_rank);
 
 // Vocab-parallel softmax cross-entropy over logits (N, V / tp) holding vocabulary ids [v0, v0 + V / tp) of each
-// row, without gathering the full logits: the row max and the sum of exponentials are all-reduced over tp
-// (with the target's logit, which one rank holds). Same contract as Backend::softmax_xent: loss (N) =
-// -log softmax(full row)[target] (0 where target == ignore_index), with want_grad the logits become
-// grad_scale * (softmax - onehot) restricted to the slice; returns the sum of loss (identical on every tp rank).
-// Host-memory f32 or f64 tensors.
-double vocab_parallel_xent(Tensor logits, Tensor loss, const int32_t* targets, int64_t v0, int32_t ignore_index,
-                           bool want_grad, double grad_scale, Communicator& tp);
+// row, without gathering the full logits (Megatron's cross_entropy.py, with one collective instead of three):
+// each rank's (log-sum-exp, target logit) per row (Backend::xent_partial) are all-gathered over tp into stats
+// (tp, N, 2 elements, in the backend's memory) and combined (Backend::xent_finish). Same contract as
+// Backend::softmax_xent: loss (N) = -log softmax(full row)[target] (0 where target == ignore_index), with
+// want_grad the logits become grad_scale * (softmax - onehot) restricted to the slice; returns the sum of loss
+// (identical on every tp rank).
+double vocab_parallel_xent(Backend& be, Tensor logits, Tensor loss, Tensor stats, const int32_t* targets, int64_t v0,
+                           int32_t ignore_index, bool want_grad, double grad_scale, Communicator& tp);
 
 }  // namespace polyllama

@@ -6,6 +6,10 @@
 // across tp counted once), then all-reduced. Without data parallelism (dp = 1) it is plain AdamW with the same
 // arithmetic. Row ownership: a tensor's rows (dim 0; a vector's elements) split as evenly as they divide,
 // rank d owning [R*d/dp, R*(d+1)/dp).
+// Overlap: buckets are cut from the last parameter backwards (the order backward finishes them); the backward
+// pass announces each finished gradient (grad_ready) and a bucket is reduced as soon as all of its gradients
+// are final, on the communicator's own stream beside the rest of the backward pass (NCCL), or at once (MPI).
+// Every bucket's pieces are padded to one length so NCCL's even reduce-scatter / all-gather serve them.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,8 +32,21 @@ class ZeroAdamW {
   // bucket_bytes: gradient bytes per reduce-scatter / all-gather call (whole tensors, at least one per bucket).
   ZeroAdamW(const OptimConfig& cfg, Backend& backend, std::vector<ZeroSlot> slots, const ParallelContext& par,
             size_t bucket_bytes = size_t{16} << 20);
-  // Sums the gradients over dp into this rank's own rows (the other rows are left as they were).
+  ~ZeroAdamW();
+  ZeroAdamW(const ZeroAdamW&) = delete;
+  ZeroAdamW& operator=(const ZeroAdamW&) = delete;
+  // Sums the gradients over dp into this rank's own rows (the other rows are left as they were):
+  // begin_reduction() then finish_reduction().
   void reduce_gradients();
+  // Before the last backward pass of a step: the gradients it finishes are announced with grad_ready(slot), in the
+  // same order on every dp rank, and each bucket is reduced once all its slots are final. finish_reduction()
+  // reduces the buckets not yet reduced and orders the compute after every reduction.
+  void begin_reduction();
+  void grad_ready(size_t slot);
+  void finish_reduction();
+  // Buckets reduced so far in this reduction (for tests: how many ran before finish_reduction()).
+  size_t buckets_reduced() const { return reduced_; }
+  size_t buckets() const { return buckets_.size(); }
   // Global L2 norm over every gradient of the model; arms the clipping of the next step(). Returns the norm.
   double clip_grad_norm();
   // Updates this rank's rows, then gathers every rank's rows of the parameters.
@@ -49,12 +66,17 @@ class ZeroAdamW {
  private:
   struct Bucket {
     size_t first, last;  // slots [first, last)
+    int64_t piece;       // elements per dp rank, padded to the largest rank's rows
+    size_t pending = 0;  // slots not yet final in the current reduction
+    bool done = false;
   };
+  void reduce_bucket(Bucket& b);
+  Communicator& comm() const { return par_.tensor_dp(); }
   Tensor rows(Tensor t, size_t i) const;  // rows [row0, row1) of slot i's tensor, flat
   Tensor shaped(Tensor flat, size_t i) const;
   int64_t row_elems(size_t i) const;
-  // Element counts of each dp rank's rows in a bucket.
-  std::vector<int64_t> counts(const Bucket& b) const;
+  // Element count of dp rank r's rows in a bucket (its piece holds them, then padding).
+  int64_t rank_elems(const Bucket& b, int r) const;
   OptimConfig cfg_;
   Backend& be_;
   std::vector<ZeroSlot> slots_;
@@ -62,7 +84,11 @@ class ZeroAdamW {
   int dp_, dp_rank_;
   std::vector<std::pair<int64_t, int64_t>> own_;
   std::vector<Bucket> buckets_;
-  std::vector<char> send_, recv_;  // staging, sized once
+  std::vector<size_t> bucket_of_;  // per slot
+  void* send_ = nullptr;           // staging in the backend's memory, sized once: dp pieces of the largest bucket
+  void* recv_ = nullptr;           // one piece
+  bool reducing_ = false;
+  size_t reduced_ = 0;
   Arena m_, v_;
   std::vector<int> handles_;
   int64_t steps_ = 0;

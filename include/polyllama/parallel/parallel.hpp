@@ -1,8 +1,8 @@
 #pragma once
 // The parallel layout (DESIGN.md section 3): world = dp * tp, tensor-parallel ranks consecutive. ParallelDims is
 // the layout as a value; ParallelContext owns the process groups and is passed by reference (no global group
-// accessors). Collectives go through Communicator: MPI now (host memory), NCCL later (device memory) behind the
-// same interface. Each collective counts the payload bytes it moved, for the benchmark.
+// accessors). Collectives go through Communicator: MPI for host memory, NCCL for a GPU backend's device memory,
+// behind the same interface. Each collective counts the payload bytes it moved, for the benchmark.
 #include <mpi.h>
 
 #include <cstdint>
@@ -48,6 +48,19 @@ class Communicator {
   virtual void broadcast(void* x, int64_t n, DType t, int root) = 0;
   virtual void barrier() = 0;
 
+  // Where the buffers live: host memory (MPI) or the device of the GPU backend the communicator serves (NCCL).
+  virtual bool host_memory() const { return true; }
+  // A copy in that memory, ordered with this communicator's collectives (a memcpy on the host; on a device, on
+  // the communicator's stream, so packing a buffer for a collective overlaps like the collective itself).
+  virtual void copy(void* dst, const void* src, size_t bytes);
+  // Overlap with compute. By default a call is ordered as if it ran on the compute stream: it starts after every
+  // op issued before it and the ops issued after it see its result. Between begin_overlap() and end_overlap()
+  // (device communicators) calls still start after the ops issued before them, but run on the communicator's own
+  // stream beside the ops issued after them, which wait for them only at end_overlap(); until then the caller
+  // must leave their buffers alone. Host (MPI) calls complete before they return, so both are no-ops there.
+  virtual void begin_overlap() {}
+  virtual void end_overlap() {}
+
   void all_reduce(Tensor x, ReduceOp op = ReduceOp::sum) { all_reduce(x.data, x.numel(), x.dtype, op); }
   uint64_t bytes(Collective c) const { return bytes_[static_cast<size_t>(c)]; }
   uint64_t calls(Collective c) const { return calls_[static_cast<size_t>(c)]; }
@@ -87,11 +100,16 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0, size_ = 1;
 };
 
+class Backend;
+
 // The process groups of one layout over `world` (any communicator: tests run layouts on part of the world).
-// tp(): the tp consecutive ranks of this rank's model replica; dp(): the ranks holding the same tp shard.
+// tp(): the tp consecutive ranks of this rank's model replica; dp(): the ranks holding the same tp shard. These
+// take host memory (MPI): scalars, token counts, host tensors. Tensors in the backend's memory go through
+// tensor_tp() / tensor_dp(): the same groups over NCCL once a GPU backend is attached, else the MPI ones.
 class ParallelContext {
  public:
   ParallelContext(const ParallelDims& dims, MPI_Comm world);
+  ~ParallelContext();
   // One process, no parallelism (MPI_COMM_SELF).
   static std::unique_ptr<ParallelContext> single();
   const ParallelDims& dims() const { return dims_; }
@@ -101,6 +119,13 @@ class ParallelContext {
   Communicator& world() const { return *world_; }
   Communicator& tp() const { return *tp_; }
   Communicator& dp() const { return *dp_; }
+  // For tensors in the attached backend's memory (see attach()).
+  Communicator& tensor_tp() const { return dev_tp_ ? *dev_tp_ : *tp_; }
+  Communicator& tensor_dp() const { return dev_dp_ ? *dev_dp_ : *dp_; }
+  // Binds the groups to the backend whose tensors the model and optimizer hand to tensor_tp() / tensor_dp().
+  // A host-memory backend needs nothing; a GPU backend gets NCCL communicators for tp and dp, bootstrapped over
+  // the MPI groups (fails, saying so, in a build without NCCL). Collective: every rank calls it.
+  void attach(Backend& backend);
   MPI_Comm world_comm() const { return world_->comm(); }
   // Bytes and calls of every collective over all three groups, as "all_reduce 12.3 MiB (40 calls), ...".
   std::string traffic_summary() const;
@@ -110,6 +135,16 @@ class ParallelContext {
  private:
   ParallelDims dims_;
   std::unique_ptr<MpiCommunicator> world_, tp_, dp_;
+  std::unique_ptr<Communicator> dev_tp_, dev_dp_;
 };
+
+// This process's rank among the ranks of `world` on its node (MPI_COMM_TYPE_SHARED): which GPU it drives.
+int node_local_rank(MPI_Comm world);
+
+// An NCCL communicator over the same members as `group` (its unique id broadcast over `group`) for tensors in
+// `backend`'s device memory, ordered against the backend's compute stream by events. Fails in a build without
+// NCCL or for a host-memory backend.
+std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator& group, Backend& backend);
+bool nccl_available();
 
 }  // namespace polyllama

@@ -209,6 +209,31 @@ double CpuBackend::softmax_xent(Tensor logits, Tensor loss, const int32_t* targe
   return total;
 }
 
+void CpuBackend::xent_partial(Tensor logits, Tensor stats, const int32_t* targets, int64_t v0, int32_t ignore_index) {
+  same_dtype({logits, stats});
+  PL_CHECK(stats.numel() == 2 * logits.rows(), "xent_partial: stats must be (N, 2) for logits " + logits.shape_str());
+  dispatch(logits, [&](auto z) {
+    using T = decltype(z);
+    cpu::xent_partial<T>(logits.ptr<T>(), stats.ptr<T>(), targets, v0, ignore_index, logits.rows(), logits.cols());
+  });
+}
+
+double CpuBackend::xent_finish(Tensor logits, Tensor loss, Tensor stats_all, const int32_t* targets, int64_t v0,
+                               int32_t ignore_index, bool want_grad, double grad_scale) {
+  same_dtype({logits, loss, stats_all});
+  const int64_t N = logits.rows();
+  PL_CHECK(loss.numel() >= N && N > 0 && stats_all.numel() % (2 * N) == 0,
+           "xent_finish: loss (N) and stats (parts, N, 2) for logits " + logits.shape_str() + ", got " +
+               loss.shape_str() + " and " + stats_all.shape_str());
+  double total = 0;
+  dispatch(logits, [&](auto z) {
+    using T = decltype(z);
+    total = cpu::xent_finish<T>(logits.ptr<T>(), loss.ptr<T>(), stats_all.ptr<T>(), stats_all.numel() / (2 * N),
+                                targets, v0, ignore_index, want_grad, grad_scale, N, logits.cols());
+  });
+  return total;
+}
+
 void CpuBackend::adamw(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) {
   same_dtype({param, grad, m, v});
   same_numel(param, grad, "adamw");

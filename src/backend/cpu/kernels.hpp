@@ -43,6 +43,13 @@ template <typename T> void embedding_backward(T* dtable, const T* dout, const in
 template <typename T>
 double softmax_xent(T* logits, T* loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
                     double grad_scale, int64_t N, int64_t V);
+// The two halves of the vocab-parallel cross-entropy (Backend::xent_partial / xent_finish).
+template <typename T>
+void xent_partial(const T* logits, T* stats, const int32_t* targets, int64_t v0, int32_t ignore_index, int64_t N,
+                  int64_t Vl);
+template <typename T>
+double xent_finish(T* logits, T* loss, const T* stats_all, int64_t parts, const int32_t* targets, int64_t v0,
+                   int32_t ignore_index, bool want_grad, double grad_scale, int64_t N, int64_t Vl);
 template <typename T> void adamw(T* p, const T* g, T* m, T* v, int64_t n, const AdamWParams& hp);
 
 // Rows of the attention block that one GEMM handles: keeps the causal waste to under one block per row.

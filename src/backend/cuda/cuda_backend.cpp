@@ -55,6 +55,15 @@ bool cuda_device_usable(std::string* why) {
   return true;
 }
 
+int cuda_visible_devices() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 double bf16_peak_tflops(const std::string& name) {
   auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
   if (has("H200")) return 989;
@@ -104,6 +113,9 @@ void CudaBackend::download(void* host_dst, Tensor src) {
   PL_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, src.bytes(), cudaMemcpyDeviceToHost, ctx_->stream));
   PL_CUDA_CHECK(cudaStreamSynchronize(ctx_->stream));
 }
+
+void* CudaBackend::stream_handle() const { return ctx_->stream; }
+int CudaBackend::device() const { return ctx_->device; }
 
 void CudaBackend::synchronize() { PL_CUDA_CHECK(cudaStreamSynchronize(ctx_->stream)); }
 
@@ -293,6 +305,30 @@ double CudaBackend::softmax_xent(Tensor logits, Tensor loss, const int32_t* targ
   const int32_t* dt = ctx_->stage_ints(Context::kTargets, targets, N);
   cuda::softmax_xent(*ctx_, d, logits.data, static_cast<float*>(loss.data), dt, ignore_index, want_grad, grad_scale,
                      N, V);
+  cuda::sum_floats(*ctx_, static_cast<const float*>(loss.data), N);
+  return ctx_->fetch_result();
+}
+
+void CudaBackend::xent_partial(Tensor logits, Tensor stats, const int32_t* targets, int64_t v0, int32_t ignore_index) {
+  const DType d = act_dtype(logits, "xent_partial");
+  want(stats, DType::f32, "xent_partial", "stats");
+  const int64_t N = logits.rows();
+  PL_CHECK(stats.numel() == 2 * N, "xent_partial: stats must be (N, 2): " + shapes({logits, stats}));
+  const int32_t* dt = ctx_->stage_ints(Context::kTargets, targets, N);
+  cuda::xent_partial(*ctx_, d, logits.data, static_cast<float*>(stats.data), dt, v0, ignore_index, N, logits.cols());
+}
+
+double CudaBackend::xent_finish(Tensor logits, Tensor loss, Tensor stats_all, const int32_t* targets, int64_t v0,
+                                int32_t ignore_index, bool want_grad, double grad_scale) {
+  const DType d = act_dtype(logits, "xent_finish");
+  want(loss, DType::f32, "xent_finish", "loss");
+  want(stats_all, DType::f32, "xent_finish", "stats");
+  const int64_t N = logits.rows();
+  PL_CHECK(loss.numel() >= N && N > 0 && stats_all.numel() % (2 * N) == 0,
+           "xent_finish: loss (N) and stats (parts, N, 2): " + shapes({logits, loss, stats_all}));
+  const int32_t* dt = ctx_->stage_ints(Context::kTargets, targets, N);
+  cuda::xent_finish(*ctx_, d, logits.data, static_cast<float*>(loss.data), static_cast<const float*>(stats_all.data),
+                    stats_all.numel() / (2 * N), dt, v0, ignore_index, want_grad, grad_scale, N, logits.cols());
   cuda::sum_floats(*ctx_, static_cast<const float*>(loss.data), N);
   return ctx_->fetch_result();
 }

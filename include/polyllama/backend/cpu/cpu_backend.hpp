@@ -34,6 +34,9 @@ class CpuBackend final : public Backend {
   void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
   double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
                       double grad_scale) override;
+  void xent_partial(Tensor logits, Tensor stats, const int32_t* targets, int64_t v0, int32_t ignore_index) override;
+  double xent_finish(Tensor logits, Tensor loss, Tensor stats_all, const int32_t* targets, int64_t v0,
+                     int32_t ignore_index, bool want_grad, double grad_scale) override;
   void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) override;
   void copy(Tensor dst, Tensor src) override;
   void zero(Tensor x) override;

@@ -49,6 +49,9 @@ class CudaBackend final : public Backend {
   void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
   double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
                       double grad_scale) override;
+  void xent_partial(Tensor logits, Tensor stats, const int32_t* targets, int64_t v0, int32_t ignore_index) override;
+  double xent_finish(Tensor logits, Tensor loss, Tensor stats_all, const int32_t* targets, int64_t v0,
+                     int32_t ignore_index, bool want_grad, double grad_scale) override;
   void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) override;
   void copy(Tensor dst, Tensor src) override;
   void zero(Tensor x) override;
@@ -56,6 +59,10 @@ class CudaBackend final : public Backend {
   double sum_squares(Tensor x) override;
   double sum_squares_all(const std::vector<Tensor>& xs) override;
 
+  // The compute stream every op runs on (a cudaStream_t), and the device ordinal: for the NCCL communicators,
+  // which order their own stream against this one with events.
+  void* stream_handle() const;
+  int device() const;
   // The device: "NVIDIA H100 80GB HBM3", its memory, its compute capability (90 for sm_90).
   std::string device_name() const;
   size_t device_memory_bytes() const;
@@ -79,5 +86,7 @@ double bf16_peak_tflops(const std::string& device_name);
 
 // True when cudaGetDeviceCount finds a device; else `why` holds the runtime's error (e.g. 35, no driver).
 bool cuda_device_usable(std::string* why);
+// cudaGetDeviceCount's count (0 on error).
+int cuda_visible_devices();
 
 }  // namespace polyllama
