@@ -31,6 +31,8 @@ struct BenchOpts {
   double peak_tflops = 0;
   std::string device = "cpu";
   bool json = false, profile = false, recompute = false;
+  int64_t recompute_layers = -1;
+  bool recomputing() const { return recompute || recompute_layers >= 0; }
 };
 
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab) {
@@ -54,7 +56,7 @@ int bench_cuda(const BenchOpts& o, const ModelConfig& cfg) {
   const double peak = o.peak_tflops > 0 ? o.peak_tflops : bf16_peak_tflops(name);
   LlamaModel model(cfg, be, DType::f32, /*mixed_precision=*/true);
   model.init_random(1, 0.02);
-  model.allocate_activations(o.batch, o.seq, o.recompute);
+  model.allocate_activations(o.batch, o.seq, o.recomputing(), o.recompute_layers);
   std::vector<ParamSlot> slots;
   for (size_t i = 0; i < model.params().size(); ++i)
     slots.push_back({model.params()[i].name, model.param(i), model.grad(i), model.params()[i].decay});
@@ -141,6 +143,9 @@ RunFn add_bench(CLI::App& app) {
   cmd->add_flag("--json", o->json, "print a one-line JSON summary");
   cmd->add_flag("--recompute", o->recompute, "activation recomputation (see pretrain --help); MFU still counts "
                                              "the model FLOPs only");
+  cmd->add_option("--recompute-layers", o->recompute_layers,
+                  "with --recompute (implied): recompute only the first N layers, the others keep their activations; "
+                  "memory traded for time layer by layer (default: every layer)");
   cmd->add_flag("--profile", o->profile, "print the time per op of a timed step");
   return [cmd, o]() {
     if (!cmd->parsed()) return 0;
@@ -153,7 +158,7 @@ RunFn add_bench(CLI::App& app) {
     Backend& be = o->profile ? static_cast<Backend&>(prof) : cpu;
     LlamaModel model(cfg, be, DType::f32);
     model.init_random(1, 0.02);
-    model.allocate_activations(o->batch, o->seq, o->recompute);
+    model.allocate_activations(o->batch, o->seq, o->recomputing(), o->recompute_layers);
     std::vector<ParamSlot> slots;
     for (size_t i = 0; i < model.params().size(); ++i)
       slots.push_back({model.params()[i].name, model.param(i), model.grad(i), model.params()[i].decay});

@@ -77,6 +77,9 @@ RunFn add_plan(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--recompute", o->pc.recompute,
                 "activation recomputation: keep each layer's input only, recompute the layer in backward");
+  cmd->add_option("--recompute-layers", o->pc.recompute_layers,
+                  "with --recompute (implied): recompute only the first N layers, the others keep their activations; "
+                  "memory traded for time layer by layer (default: every layer)");
   cmd->add_flag("--shard-master", o->pc.shard_master,
                 "cuda: shard the f32 master weights over dp too (ZeRO-1 in full; all-gather bf16 weights)");
   cmd->add_option(

@@ -54,6 +54,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_flag("--recompute", o.recompute,
                 "activation recomputation: keep only each layer's input through the forward pass and recompute the "
                 "layer in backward (one more forward per step; activation memory of one layer instead of all)");
+  cmd->add_option("--recompute-layers", o.recompute_layers,
+                  "with --recompute (implied): recompute only the first N layers, the others keep their activations; "
+                  "memory traded for time layer by layer (default: every layer)");
   cmd->add_option("--tp", o.tp,
                   "tensor-parallel ranks (Megatron: heads, kv-heads, MLP features and vocabulary split over tp "
                   "consecutive ranks); the launched ranks / tp are data-parallel replicas with ZeRO-1 optimizer "
@@ -106,7 +109,8 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda",
                                          m.parallel.get());
   load_model_weights(start.dir + "/model.h5", *m.model);
-  m.model->allocate_activations(o.train.micro_batch, o.train.seq_len, o.recompute);
+  m.model->allocate_activations(o.train.micro_batch, o.train.seq_len, o.recompute || o.recompute_layers >= 0,
+                                o.recompute_layers);
   return m;
 }
 

@@ -26,6 +26,7 @@ struct TrainOptions {
   int threads = 0;
   std::string device = "cpu";  // cpu, or cuda: bf16 mixed precision with f32 master weights
   bool recompute = false;      // keep only each layer's input; recompute the rest in backward
+  int64_t recompute_layers = -1;  // with recompute: the first N layers only (-1: all)
   int tp = 1;                  // tensor-parallel ranks; dp = launched ranks / tp
 };
 

@@ -109,7 +109,7 @@ void LlamaModel::init_random(uint64_t seed, double std) {
 
 void LlamaModel::zero_grads() { be_.zero(grads_.flat()); }
 
-void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute) {
+void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute, int64_t recompute_layers) {
   PL_CHECK(B_ == 0, "activations are allocated once");
   if (seq > cfg_.max_position_embeddings)
     fail_input("seq_len " + std::to_string(seq) + " exceeds max_position_embeddings " +
@@ -118,7 +118,12 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
   // This rank's shard of every branch (all of it without tp); the residual stream stays whole.
   const int64_t N = batch * seq, C = cfg_.hidden_size, F = F_, V = V_;
   const int64_t H = H_, D = cfg_.head_dim(), Hd = H * D, KVd = KV_ * D;
-  recompute_ = recompute;
+  const int64_t L = cfg_.num_hidden_layers;
+  if (recompute && (recompute_layers < -1 || recompute_layers > L))
+    fail_input("--recompute-layers " + std::to_string(recompute_layers) + " is outside [0, " + std::to_string(L) +
+               "] (the model's layers)");
+  recompute_layers_ = !recompute ? 0 : recompute_layers < 0 ? L : recompute_layers;
+  recompute_ = recompute_layers_ > 0;
   // Everything a layer computes from its input. With recomputation one set serves every layer: only the
   // residual stream (each layer's input) is kept, and backward recomputes the rest layer by layer.
   auto reserve_inside = [&](LayerActs& a) {
@@ -137,11 +142,11 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
     a.act = acts_.reserve({N, F});
   };
   LayerActs shared{};
-  if (recompute) reserve_inside(shared);
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+  if (recompute_) reserve_inside(shared);
+  for (int64_t l = 0; l < L; ++l) {
     LayerActs a = shared;
     a.res_in = acts_.reserve({N, C});
-    if (!recompute) reserve_inside(a);
+    if (l >= recompute_layers_) reserve_inside(a);
     la_.push_back(a);
   }
   res_final_ = acts_.reserve({N, C});

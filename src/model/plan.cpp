@@ -45,6 +45,8 @@ void PlanConfig::validate() const {
         str(grad_accum));
   if (seq > model.max_position_embeddings)
     bad("--seq " + str(seq) + " exceeds the model's max_position_embeddings " + str(model.max_position_embeddings));
+  if (recompute_layers < -1 || recompute_layers > model.num_hidden_layers)
+    bad("--recompute-layers " + str(recompute_layers) + " is outside [0, " + str(model.num_hidden_layers) + "]");
   if (device != "cpu" && device != "cuda") bad("--device must be cpu or cuda, got '" + device + "'");
   // Megatron splits whole heads: every tp rank needs the same number of query heads and of kv heads.
   if (model.num_attention_heads % tp != 0)
@@ -157,10 +159,12 @@ Plan make_plan(const PlanConfig& in) {
     acts.add(N * Fl);          // act = silu(gate) * up
   };
   // With recompute one set serves every layer and only each layer's input, the residual stream, is kept.
-  if (in.recompute) layer_inside();
+  // With --recompute-layers R only layers [0, R) share it; the others keep theirs.
+  const int64_t R = in.recomputed_layers();
+  if (R > 0) layer_inside();
   for (int64_t l = 0; l < L; ++l) {
     acts.add(N * C);  // res_in
-    if (!in.recompute) layer_inside();
+    if (l >= R) layer_inside();
   }
   acts.add(N * C);  // res_final
   acts.add(N * C);  // lnf
@@ -212,13 +216,13 @@ Plan make_plan(const PlanConfig& in) {
   // Forward: the row-parallel o_proj and down_proj outputs are partial sums over tp (2 per layer); recompute
   // repeats the o_proj one (the recomputed layer stops before down_proj). The embedding's rows are spread over
   // tp: its output is a partial sum too.
-  add("o/down outputs (forward)", "all-reduce", "tp", tp, micro * L * (in.recompute ? 3 : 2), N * C * act);
+  add("o/down outputs (forward)", "all-reduce", "tp", tp, micro * (L * 2 + R), N * C * act);
   add("embedding output (forward)", "all-reduce", "tp", tp, micro, N * C * act);
   // Backward: the input gradients of the column-parallel q/k/v and gate/up and of the LM head are partial sums.
   add("q/k/v, gate/up input grads (backward)", "all-reduce", "tp", tp, micro * L * 2, N * C * act);
   add("LM head input grad (backward)", "all-reduce", "tp", tp, micro, N * C * act);
-  // Vocab-parallel cross-entropy: the row max, the sum of exponentials and the target's logit, per chunk, in f32.
-  add("cross-entropy max, sum, target", "all-reduce", "tp", tp, micro * nchunks * 3, head_chunk * f32);
+  // Vocab-parallel cross-entropy: every rank's (log-sum-exp, target logit) per row, all-gathered per chunk.
+  add("cross-entropy (lse, target) per row", "all-gather", "tp", tp, micro * nchunks, tp * head_chunk * 2 * f32);
   // ZeRO-1: gradients reduce-scattered to the shard owners, updated weights all-gathered (bf16 when the master
   // is sharded, else the f32 weights themselves).
   add("gradients (ZeRO-1)", "reduce-scatter", "dp", dp, 1, params.bytes(f32));
@@ -228,11 +232,11 @@ Plan make_plan(const PlanConfig& in) {
   p.tokens_per_step = N * micro * dp;
   p.model_flops = m.train_flops(p.tokens_per_step, T);
   p.hardware_flops = p.model_flops;
-  if (in.recompute) {  // one more forward of every layer up to (not including) down_proj, attention included
+  if (R > 0) {  // one more forward of each recomputed layer up to (not including) down_proj, attention included
     const int64_t kvd = m.num_key_value_heads * D;
     const double layer_fwd = 2.0 * static_cast<double>(2 * C * C + 2 * C * kvd + 2 * C * m.intermediate_size) +
                              2.0 * static_cast<double>(T) * static_cast<double>(C);
-    p.hardware_flops += static_cast<double>(L) * layer_fwd * static_cast<double>(p.tokens_per_step);
+    p.hardware_flops += static_cast<double>(R) * layer_fwd * static_cast<double>(p.tokens_per_step);
   }
   p.peak_tflops = in.peak_tflops > 0 ? in.peak_tflops : (cuda ? 989.0 : 0.2);
   p.compute_seconds = p.hardware_flops / (static_cast<double>(tp * dp) * p.peak_tflops * 1e12 * in.mfu);

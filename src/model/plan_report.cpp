@@ -46,7 +46,8 @@ nlohmann::json Plan::to_json() const {
           {"grad_accum", cfg.grad_accum},
           {"tokens_per_step", tokens_per_step},
           {"device", cfg.device},
-          {"recompute", cfg.recompute},
+          {"recompute", cfg.recomputed_layers() > 0},
+          {"recompute_layers", cfg.recomputed_layers()},
           {"shard_master", cfg.shard_master},
           {"memory_bytes",
            {{"weights", mem.weights},
@@ -85,11 +86,15 @@ std::string Plan::table() const {
          static_cast<long long>(m.num_hidden_layers), static_cast<long long>(m.num_attention_heads),
          static_cast<long long>(m.num_key_value_heads), static_cast<long long>(m.intermediate_size),
          static_cast<long long>(m.vocab_size));
+  const std::string recompute_note =
+      cfg.recomputed_layers() > 0 ? fmt(", recompute %lld of %lld layers", static_cast<long long>(cfg.recomputed_layers()),
+                                        static_cast<long long>(cfg.model.num_hidden_layers))
+                                  : "";
   s +=
       fmt("layout: tp=%lld x dp=%lld = %lld ranks on %s (%s)%s; micro-batch %lld x seq %lld x grad-accum %lld x dp "
         "= %lld tokens per step\n",
         static_cast<long long>(cfg.tp), static_cast<long long>(cfg.dp), static_cast<long long>(cfg.tp * cfg.dp),
-        cfg.device.c_str(), cuda ? "bf16 compute, f32 master" : "f32", cfg.recompute ? ", recompute" : "",
+        cfg.device.c_str(), cuda ? "bf16 compute, f32 master" : "f32", recompute_note.c_str(),
         static_cast<long long>(cfg.micro_batch), static_cast<long long>(cfg.seq),
         static_cast<long long>(cfg.grad_accum), static_cast<long long>(tokens_per_step));
   s += fmt("\nmemory per rank (%lld parameters in this rank's tensor-parallel shard)\n",
@@ -105,7 +110,9 @@ std::string Plan::table() const {
   row("grads", mem.grads, "f32, whole");
   row("optimizer", mem.optimizer, fmt("AdamW m + v, f32, 1/%lld (ZeRO-1)", static_cast<long long>(cfg.dp)));
   row("activations", mem.activations,
-      std::string(cfg.recompute ? "each layer's input + one layer's" : "every layer's, kept for backward") +
+      std::string(cfg.recomputed_layers() == cfg.model.num_hidden_layers ? "each layer's input + one layer's"
+                  : cfg.recomputed_layers() > 0 ? "recomputed layers' inputs + one layer's, the rest whole"
+                                                : "every layer's, kept for backward") +
           (cuda ? " (bf16; f32 statistics)" : " (f32, attention probabilities included)"));
   row("buffers", mem.buffers,
       "logits chunk, backward and attention scratch, rope tables" + std::string(cuda ? ", cuBLASLt workspace" : ""));
@@ -117,7 +124,8 @@ std::string Plan::table() const {
   if (!fits)
     s += fmt("  over by %s: raise --tp (or --dp, for the optimizer shard), lower --micro-batch%s%s\n",
            human_bytes(static_cast<double>(mem.total() - cfg.mem_bytes)).c_str(),
-           cfg.recompute ? "" : ", add --recompute", cuda && !cfg.shard_master ? ", add --shard-master" : "");
+           cfg.recomputed_layers() == cfg.model.num_hidden_layers ? "" : ", add --recompute (or more --recompute-layers)",
+           cuda && !cfg.shard_master ? ", add --shard-master" : "");
 
   s += "\ncommunication per step per rank (ring algorithms)\n";
   if (comms.empty()) s += "  none (one rank)\n";

@@ -80,9 +80,10 @@ TEST(Plan, Llama2_7bTp8Dp8) {
   const double flops = (6.0 * matmul + 6.0 * 32 * 4096 * 4096) * 8 * 4096;
   EXPECT_DOUBLE_EQ(p.model_flops, flops);
   EXPECT_NEAR(p.compute_seconds, flops / (64 * 989e12 * 0.4), 1e-12);
-  // Communication at the default bus bandwidths: tp's wire bytes (2 x 7/8 of each all-reduce's payload) over
-  // 300 GB/s, dp's (7/8 of the f32 gradients and of the f32 weights) over 25 GB/s.
-  const double tp_wire = 2.0 * 7.0 / 8.0 * (130.0 * N * 4096 * 2 + 3.0 * N * 4);
+  // Communication at the default bus bandwidths: tp's wire bytes (2 x 7/8 of each all-reduce's payload, 7/8 of
+  // the cross-entropy's all-gather of 8 ranks' (lse, target) f32 pairs per row) over 300 GB/s, dp's (7/8 of the
+  // f32 gradients and of the f32 weights) over 25 GB/s.
+  const double tp_wire = 2.0 * 7.0 / 8.0 * (130.0 * N * 4096 * 2) + 7.0 / 8.0 * (8.0 * N * 2 * 4);
   EXPECT_NEAR(p.tp_comm_seconds, tp_wire / 300e9, 1e-12);
   EXPECT_NEAR(p.dp_comm_seconds, 2 * 7.0 / 8.0 * 4.0 * static_cast<double>(local) / 25e9, 1e-12);
   EXPECT_DOUBLE_EQ(p.step_seconds_max(), p.compute_seconds + p.tp_comm_seconds + p.dp_comm_seconds);

@@ -20,14 +20,14 @@ struct Result {
   size_t activation_bytes;
 };
 
-Result run(DType dtype, bool recompute, bool packed) {
+Result run(DType dtype, bool recompute, bool packed, int64_t recompute_layers = -1) {
   CpuBackend be(2);
   ModelConfig cfg = ModelConfig::preset("tiny");
   cfg.num_hidden_layers = 3;
   LlamaModel m(cfg, be, dtype);
   m.init_random(11, 0.05);
   const int64_t B = 2, T = 24, N = B * T;
-  m.allocate_activations(B, T, recompute);
+  m.allocate_activations(B, T, recompute, recompute_layers);
   std::vector<int32_t> in(N), tgt(N), doc(N);
   for (int64_t i = 0; i < N; ++i) {
     in[i] = static_cast<int32_t>(random_bits(5, 1, static_cast<uint64_t>(i)) % 512);
@@ -61,4 +61,27 @@ TEST(Recompute, SameLossAndGradientsBitForBit) {
       // 3 layers' worth of per-layer activations become one layer's.
       EXPECT_LT(re.activation_bytes, plain.activation_bytes) << dtype_name(d);
     }
+}
+
+// --recompute-layers: recomputing the first 1 or 2 of 3 layers (the rest keep their activations) gives the same
+// bits too, and the activation memory falls with every recomputed layer.
+TEST(Recompute, SomeLayersSameBitsAndMemoryBetween) {
+  for (bool packed : {false, true}) {
+    const Result plain = run(DType::f32, false, packed);
+    size_t prev = plain.activation_bytes;
+    for (int64_t layers : {1, 2, 3}) {
+      const Result re = run(DType::f32, true, packed, layers);
+      EXPECT_EQ(plain.loss, re.loss) << layers << " layers" << (packed ? " packed" : "");
+      ASSERT_EQ(plain.grads.size(), re.grads.size());
+      for (size_t i = 0; i < plain.grads.size(); ++i)
+        EXPECT_TRUE(plain.grads[i] == re.grads[i]) << "gradient " << i << ", " << layers << " layers recomputed";
+      if (layers > 1) EXPECT_LT(re.activation_bytes, prev) << layers << " layers";
+      prev = re.activation_bytes;
+    }
+    EXPECT_EQ(prev, run(DType::f32, true, packed).activation_bytes) << "3 of 3 layers is --recompute";
+  }
+  CpuBackend be(1);
+  ModelConfig cfg = ModelConfig::preset("tiny");
+  LlamaModel m(cfg, be, DType::f32);
+  EXPECT_THROW(m.allocate_activations(2, 8, true, cfg.num_hidden_layers + 1), Error);
 }
