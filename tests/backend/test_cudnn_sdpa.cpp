@@ -25,6 +25,9 @@
 #include <string>
 #include <vector>
 
+#ifdef POLYLLAMA_HAVE_CUDNN
+#include "cudnn_sdpa.hpp"
+#endif
 #include "polyllama/backend/cpu/cpu_backend.hpp"
 #include "polyllama/backend/cuda/cuda_backend.hpp"
 #include "polyllama/ckpt/safetensors.hpp"
@@ -323,6 +326,22 @@ TEST(CudnnSdpaFallback, CallsItCannotTakeRunOwnKernels) {
   EXPECT_EQ(be.cudnn_attention_calls(true), 0) << be.attention_summary();
   EXPECT_NE(be.attention_summary().find("own kernels ran forward 2, backward 2"), std::string::npos)
       << be.attention_summary();
+}
+
+// Without a GPU: cuDNN itself checks every tensor and operation descriptor of both graphs (shapes, strides,
+// broadcasts, reductions, reshapes) and finalizes the operation graph; only the engine choice needs a device.
+TEST(CudnnSdpaGraph, DescriptorsFinalizeWithoutAGpu) {
+#ifdef POLYLLAMA_HAVE_CUDNN
+  for (const Shape& s : shapes())
+    for (bool bwd : {false, true})
+      EXPECT_EQ(cuda::CudnnSdpa::check_graph(s.B, s.H, s.KV, s.T, s.D, bwd), "") << str(s, DType::bf16);
+  EXPECT_EQ(cuda::CudnnSdpa::check_graph(4, 16, 4, 2048, 128, true), "");  // the benchmark's shape
+  // The check has teeth: 8 query heads over 3 kv heads is no broadcast, and cuDNN says which operation.
+  const std::string bad = cuda::CudnnSdpa::check_graph(2, 8, 3, 130, 128, false);
+  EXPECT_NE(bad.find("matmul 'Q K^T'"), std::string::npos) << bad;
+#else
+  GTEST_SKIP() << "this build has no cuDNN (CMake found none)";
+#endif
 }
 
 TEST(CudnnSdpaSelect, OwnByDefaultAndNamesParse) {

@@ -1,5 +1,6 @@
 #include "cudnn_graph.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace polyllama::cuda::dnn {
@@ -176,14 +177,22 @@ std::vector<Desc> engine_configs(const Desc& graph, cudnnBackendHeurMode_t mode,
 
 }  // namespace
 
-Plan GraphBuilder::build() {
+Desc GraphBuilder::finalize_graph() {
   Desc graph(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, name_ + " operation graph");
   std::vector<cudnnBackendDescriptor_t> ops;
   for (const Desc& op : ops_) ops.push_back(op.get());
-  PL_DNN_SET(graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle_);
+  if (handle_) PL_DNN_SET(graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle_);
   PL_DNN_SET(graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, static_cast<int64_t>(ops.size()),
              ops.data());
   graph.finalize();
+  return graph;
+}
+
+void GraphBuilder::check() { finalize_graph(); }
+
+Plan GraphBuilder::build() {
+  if (!handle_) throw Refused(name_ + ": no cuDNN handle");
+  Desc graph = finalize_graph();
 
   std::string tried;  // why each engine configuration was turned down, for the refusal message
   int refused = 0, listed = 0;

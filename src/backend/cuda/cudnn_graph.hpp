@@ -77,8 +77,12 @@ class GraphBuilder {
   // Finalizes the graph, asks the heuristics (mode A, then the fallback list) and returns the first engine
   // configuration that finalizes as a plan. Throws Refused naming each step that failed.
   Plan build();
+  // Finalizes the operation graph only (no handle needed: every tensor and operation descriptor is checked
+  // by cuDNN, no engine is asked). For checks on machines without a GPU.
+  void check();
 
  private:
+  Desc finalize_graph();
   const Desc& t(int64_t uid) const;
   Desc& add_op(Desc op);
 

@@ -76,7 +76,7 @@ int64_t causal_mask(dnn::GraphBuilder& g, const Views& v, int64_t scores, int64_
 
 // Forward: O = softmax(mask(Q K^T scale)) V, Stats = max + log(sum exp) per row. Binds Q, K, V, O, Stats,
 // scale, -inf.
-Entry build_forward(cudnnHandle_t h, const Key& key) {
+Entry build_forward(cudnnHandle_t h, const Key& key, bool graph_only = false) {
   const auto [B, H, KV, T, D, bwd] = key;
   const Views v(B, H, KV, T, D);
   dnn::GraphBuilder g(h, "cuDNN SDPA " + key_str(key));
@@ -111,6 +111,10 @@ Entry build_forward(cudnnHandle_t h, const Key& key) {
   const int64_t p = g.tensor("P", kBf, v.s_dims, v.s_str, true);
   g.pointwise("P = exp / sum", CUDNN_POINTWISE_DIV, kF, ex, z, p);
   g.matmul("P V", p, vv, o);
+  if (graph_only) {
+    g.check();
+    return e;
+  }
   e.plan = g.build();
   e.workspace_bytes = align_up(static_cast<size_t>(e.plan.workspace_bytes));
   return e;
@@ -121,7 +125,7 @@ Entry build_forward(cudnnHandle_t h, const Key& key) {
 // dQ = dS K accumulated in fp32 in the workspace and converted. With GQA the full-head dK and dV are reduced
 // over each group of H / KV query heads. Binds Q, K, V, O, dO, Stats, scale, -inf, 1, dQ, dK, dV, delta,
 // dQ accumulator.
-Entry build_backward(cudnnHandle_t h, const Key& key) {
+Entry build_backward(cudnnHandle_t h, const Key& key, bool graph_only = false) {
   const auto [B, H, KV, T, D, bwd] = key;
   const Views v(B, H, KV, T, D);
   dnn::GraphBuilder g(h, "cuDNN SDPA " + key_str(key));
@@ -198,7 +202,10 @@ Entry build_backward(cudnnHandle_t h, const Key& key) {
   g.reshape("K from K^T", kt, kk);
   g.matmul("dS K", ds, kk, dq_acc);
   g.pointwise("dQ = accumulator", CUDNN_POINTWISE_IDENTITY, kF, dq_acc, -1, dq);
-
+  if (graph_only) {
+    g.check();
+    return e;
+  }
   e.plan = g.build();
   e.stats_sum_off = align_up(static_cast<size_t>(e.plan.workspace_bytes));
   e.dq_acc_off = e.stats_sum_off + align_up(static_cast<size_t>(B * H * T) * sizeof(float));
@@ -340,6 +347,16 @@ bool CudnnSdpa::backward(const AttnArgs& a, const void* dout, void* dq, void* dk
   }
   ++m.counts.bwd;
   return true;
+}
+
+std::string CudnnSdpa::check_graph(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, bool backward) {
+  const Key k{B, H, KV, T, D, backward};
+  try {
+    backward ? build_backward(nullptr, k, true) : build_forward(nullptr, k, true);
+  } catch (const dnn::Refused& r) {
+    return r.what();
+  }
+  return "";
 }
 
 CudnnSdpa::Counts CudnnSdpa::counts() const { return impl_->counts; }

@@ -43,6 +43,11 @@ class CudnnSdpa {
   bool forward(const AttnArgs& a);
   bool backward(const AttnArgs& a, const void* dout, void* dq, void* dk, void* dv);
 
+  // Builds and finalizes this shape's operation graph without a device (every tensor and operation descriptor
+  // is checked by cuDNN; no engine is asked): "" when cuDNN accepts them, else its reason. For checks on
+  // machines without a GPU.
+  static std::string check_graph(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, bool backward);
+
   struct Counts {
     int64_t fwd = 0, bwd = 0;            // calls cuDNN ran
     int64_t fwd_other = 0, bwd_other = 0;  // calls left to the own kernels (ineligible or refused)
