@@ -1,5 +1,6 @@
 // Micro benchmark of the CUDA attention kernels: causal bf16, B=4, H=16, KV=16 and KV=4, T=2048, D=128 (and
-// D=64), forward and backward through the launchers (the flash kernels) and through the plain kernels.
+// D=64), forward and backward through the launchers (the flash kernels) and through the plain kernels, and, where
+// cuDNN was found, through cuDNN's fused attention (cudnn_sdpa.hpp; `--attention cudnn`) on the same inputs.
 // FLOPs counted as in FlashAttention: forward 4 B H T^2 D / 2 (causal), backward 2.5x that.
 // Timed with CUDA events after warm-up; the median of --runs runs (default 20; --simple-runs for the plain
 // kernels, default 10). Usage: cuda_attention_bench [--runs N] [--simple-runs N] [--T N]
@@ -14,6 +15,9 @@
 #include "attention.cuh"
 #include "attention_flash.cuh"
 #include "attention_simple.cuh"
+#ifdef POLYLLAMA_HAVE_CUDNN
+#include "cudnn_sdpa.hpp"
+#endif
 
 using namespace polyllama;
 using namespace polyllama::cuda;
@@ -135,6 +139,28 @@ void bench(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, int runs, int
               sf_ms, tf(fwd_flop, sf_ms), sb_ms, tf(bwd_flop, sb_ms));
   std::printf("%47s | fwd, 16 rows per warp: %8.3f ms %6.1f TFLOP/s (max |out - launcher's out| = %.3g)\n", "",
               f32_ms, tf(fwd_flop, f32_ms), static_cast<double>(diff));
+#ifdef POLYLLAMA_HAVE_CUDNN
+  // cuDNN on the same inputs, into its own output and saved state; its backward reads them. The first call
+  // builds the plan (inside median_ms's warm-up).
+  {
+    static CudnnSdpa sdpa(nullptr);  // one handle and plan cache for every shape
+    Buf oc(nq * 2), lsec(static_cast<size_t>(B * H * T) * 4);
+    AttnArgs c = a;
+    c.out = oc.p;
+    c.lse = static_cast<float*>(lsec.p);
+    if (!sdpa.forward(c) || !sdpa.backward(c, d_o.p, dq.p, dk.p, dv.p)) {
+      std::printf("%47s | cuDNN: not run (%s)\n", "", sdpa.summary().c_str());
+    } else {
+      const double cf_ms = median_ms(runs, [&] { sdpa.forward(c); });
+      const double cb_ms = median_ms(runs, [&] { sdpa.backward(c, d_o.p, dq.p, dk.p, dv.p); });
+      attention_forward(nullptr, a);  // o held the plain kernels' output
+      PL_ATTN_CUDA_CHECK(cudaDeviceSynchronize());
+      const float cdiff = max_abs_diff(static_cast<const bf*>(o.p), static_cast<const bf*>(oc.p), nq);
+      std::printf("%47s | cuDNN fwd %8.3f ms %6.1f TFLOP/s  bwd %8.3f ms %6.1f TFLOP/s (max |out - launcher's out| "
+                  "= %.3g)\n", "", cf_ms, tf(fwd_flop, cf_ms), cb_ms, tf(bwd_flop, cb_ms), static_cast<double>(cdiff));
+    }
+  }
+#endif
   std::fflush(stdout);
 }
 
