@@ -197,7 +197,13 @@ Plan GraphBuilder::build() {
   std::string tried;  // why each engine configuration was turned down, for the refusal message
   int refused = 0, listed = 0;
   for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
-    std::vector<Desc> cfgs = engine_configs(graph, mode, name_);
+    std::vector<Desc> cfgs;
+    try {
+      cfgs = engine_configs(graph, mode, name_);
+    } catch (const Refused& e) {  // the other mode may still list engines
+      tried += std::string(tried.empty() ? "" : "; ") + e.what();
+      continue;
+    }
     listed += static_cast<int>(cfgs.size());
     for (size_t i = 0; i < cfgs.size(); ++i) {
       Plan p;

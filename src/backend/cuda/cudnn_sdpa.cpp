@@ -197,8 +197,9 @@ Entry build_backward(cudnnHandle_t h, const Key& key, bool graph_only = false) {
     g.reduction("dK over the group", CUDNN_REDUCE_TENSOR_ADD, dkf, dk);
   }
 
-  // dQ = dS K, through the fp32 accumulator.
-  const int64_t kk = g.tensor("K", kBf, v.kv_dims, v.kv_str, true);
+  // dQ = dS K, through the fp32 accumulator. (The frontend leaves the reshaped K's type to the graph's
+  // intermediate type, fp32; so does this graph, to stay on the pattern the engines were tested with.)
+  const int64_t kk = g.tensor("K", kF, v.kv_dims, v.kv_str, true);
   g.reshape("K from K^T", kt, kk);
   g.matmul("dS K", ds, kk, dq_acc);
   g.pointwise("dQ = accumulator", CUDNN_POINTWISE_IDENTITY, kF, dq_acc, -1, dq);
