@@ -56,6 +56,7 @@ struct Shape {
   const char* what;
   int64_t B, T, H, KV, D;
   int64_t pack = 0;  // > 0: rows pack examples of this many tokens (a span: kv_start at each example's start)
+  bool must_run = true;  // false: cuDNN may refuse the shape (then the own kernels must still match)
 };
 
 std::string str(const Shape& s, DType d) {
@@ -255,7 +256,7 @@ const std::vector<Shape>& shapes() {
       {"MHA 8/8, D=64, odd T", 1, 77, 8, 8, 64},
       {"GQA 8/2, D=64, several tiles", 2, 200, 8, 2, 64},
       {"MHA 8/8, D=128, one past a tile", 1, 65, 8, 8, 128},
-      {"GQA 8/2, D=128, T = 1", 2, 1, 8, 2, 128},
+      {"GQA 8/2, D=128, T = 1 (cuDNN may refuse)", 2, 1, 8, 2, 128, 0, false},
   };
   return s;
 }
@@ -270,8 +271,10 @@ TEST_P(CudnnSdpa, ForwardAndBackwardMatchCpu) {
   CudaBackend be(0);
   be.set_attention(AttentionImpl::cudnn);
   const Result got = run_gpu(be, s, DType::bf16, in, AttentionImpl::cudnn, AttentionImpl::cudnn);
-  EXPECT_EQ(be.cudnn_attention_calls(false), 1) << what << ": " << be.attention_summary();
-  EXPECT_EQ(be.cudnn_attention_calls(true), 1) << what << ": " << be.attention_summary();
+  if (s.must_run) {
+    EXPECT_EQ(be.cudnn_attention_calls(false), 1) << what << ": " << be.attention_summary();
+    EXPECT_EQ(be.cudnn_attention_calls(true), 1) << what << ": " << be.attention_summary();
+  }
   expect_matches(what + " cuDNN", got, reference(s, in), in, 1e-2);
 }
 

@@ -24,6 +24,12 @@ using namespace polyllama::cuda;
 
 namespace {
 
+#ifdef POLYLLAMA_HAVE_CUDNN
+using Cudnn = CudnnSdpa;
+#else
+struct Cudnn {};  // a build without cuDNN times the own kernels only
+#endif
+
 __global__ void fill_random(__nv_bfloat16* x, int64_t n, uint32_t seed) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -89,7 +95,7 @@ template <typename F> double median_ms(int runs, F&& fn) {
   return ms[ms.size() / 2];
 }
 
-void bench(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, int runs, int simple_runs) {
+void bench(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, int runs, int simple_runs, Cudnn* cudnn) {
   const size_t nq = static_cast<size_t>(B * T * H * D), nk = static_cast<size_t>(B * T * KV * D);
   Buf q(nq * 2), k(nk * 2), v(nk * 2), o(nq * 2), d_o(nq * 2), dq(nq * 2), dk(nk * 2), dv(nk * 2),
       lse(static_cast<size_t>(B * H * T) * 4);
@@ -143,7 +149,7 @@ void bench(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, int runs, int
   // cuDNN on the same inputs, into its own output and saved state; its backward reads them. The first call
   // builds the plan (inside median_ms's warm-up).
   {
-    static CudnnSdpa sdpa(nullptr);  // one handle and plan cache for every shape
+    CudnnSdpa& sdpa = *cudnn;
     Buf oc(nq * 2), lsec(static_cast<size_t>(B * H * T) * 4);
     AttnArgs c = a;
     c.out = oc.p;
@@ -160,6 +166,8 @@ void bench(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, int runs, int
                   "= %.3g)\n", "", cf_ms, tf(fwd_flop, cf_ms), cb_ms, tf(bwd_flop, cb_ms), static_cast<double>(cdiff));
     }
   }
+#else
+  (void)cudnn;
 #endif
   std::fflush(stdout);
 }
@@ -186,9 +194,14 @@ int main(int argc, char** argv) {
     PL_ATTN_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     std::printf("%s (sm_%d%d), causal bf16, median of %d runs (plain kernels: %d)\n", prop.name, prop.major,
                 prop.minor, runs, simple_runs);
-    bench(4, 16, 16, T, 128, runs, simple_runs);
-    bench(4, 16, 4, T, 128, runs, simple_runs);
-    bench(4, 16, 16, T, 64, runs, simple_runs);
+#ifdef POLYLLAMA_HAVE_CUDNN
+    Cudnn cudnn(nullptr);  // one handle and plan cache (on the default stream, as the launches here)
+#else
+    Cudnn cudnn;
+#endif
+    bench(4, 16, 16, T, 128, runs, simple_runs, &cudnn);
+    bench(4, 16, 4, T, 128, runs, simple_runs, &cudnn);
+    bench(4, 16, 16, T, 64, runs, simple_runs, &cudnn);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cuda_attention_bench: %s\n", e.what());
     return 2;
