@@ -22,6 +22,7 @@
 #include <cstring>
 #include <random>
 #include <sstream>
+#include <sys/wait.h>
 #include <string>
 #include <vector>
 
@@ -356,6 +357,21 @@ TEST(CudnnSdpaSelect, OwnByDefaultAndNamesParse) {
   EXPECT_EQ(be.attention(), AttentionImpl::own);
   if (!CudaBackend::cudnn_built())
     EXPECT_EQ(test::error_of([&] { be.set_attention(AttentionImpl::cudnn); }).first, 1);
+}
+
+// The CLI: --attention is on pretrain, sft and bench; cudnn without --device cuda is a usage error (exit 1)
+// naming the fix, and an unknown name is refused by the parser.
+TEST(CudnnSdpaCli, AttentionOption) {
+  const std::string bin = "'" + test::polyllama_binary() + "'", dir = test::temp_dir("cudnn_cli");
+  for (const char* verb : {"pretrain", "sft", "bench"}) {
+    ASSERT_EQ(std::system((bin + " " + verb + " --help > '" + dir + "/help' 2>&1").c_str()), 0) << verb;
+    EXPECT_NE(test::slurp(dir + "/help").find("--attention"), std::string::npos) << verb << " --help";
+  }
+  const int st = std::system((bin + " bench --attention cudnn --steps 1 > '" + dir + "/out' 2>&1").c_str());
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << test::slurp(dir + "/out");
+  EXPECT_NE(test::slurp(dir + "/out").find("needs --device cuda"), std::string::npos) << test::slurp(dir + "/out");
+  const int bad = std::system((bin + " bench --attention flash --steps 1 > '" + dir + "/out' 2>&1").c_str());
+  EXPECT_NE(bad, 0) << test::slurp(dir + "/out");
 }
 
 }  // namespace
