@@ -238,7 +238,8 @@ AttentionImpl CudaBackend::attention() const { return ctx_->attention; }
 
 std::string CudaBackend::attention_summary() const {
 #ifdef POLYLLAMA_HAVE_CUDNN
-  if (ctx_->sdpa) return "attention " + std::string(attention_impl_name(ctx_->attention)) + ": " + ctx_->sdpa->summary();
+  if (ctx_->sdpa)
+    return "attention " + std::string(attention_impl_name(ctx_->attention)) + ": " + ctx_->sdpa->summary();
 #endif
   return "attention own: the backend's flash kernels";
 }

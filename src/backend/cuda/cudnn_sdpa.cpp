@@ -39,7 +39,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 struct Entry {
   dnn::Plan plan;
   std::vector<int64_t> uids;  // in the order the call binds pointers
-  float scale = 0, neg_inf = -std::numeric_limits<float>::infinity(), one = 1;
+  float scale = 0, neg_inf = 0, one = 1;  // neg_inf: the masked score of the graph's MaskStyle
   size_t stats_sum_off = 0, dq_acc_off = 0;  // backward: offsets of its own fp32 buffers in the workspace
   size_t workspace_bytes = 0;                // all it needs
 };
@@ -59,42 +59,58 @@ struct Views {
 constexpr cudnnDataType_t kBf = CUDNN_DATA_BFLOAT16, kF = CUDNN_DATA_FLOAT, kI = CUDNN_DATA_INT32,
                           kBool = CUDNN_DATA_BOOLEAN;
 
-// scores -> scores with -inf above the diagonal (query row t sees keys 0..t), as in the frontend's causal mask:
-// generated row and column indices, row >= col, select.
-int64_t causal_mask(dnn::GraphBuilder& g, const Views& v, int64_t scores, int64_t neg_inf) {
+// The two ways cudnn-frontend has spelled the causal mask for the composite graphs; which one cuDNN 9.19's engines
+// take has not been seen on a GPU yet, so the plan builder tries them in order (a refusal of the first is only
+// logged when the second is refused too). Current frontend: index generation in the graph's fp32 compute type,
+// -inf; frontend 1.x (cuDNN 9.0-9.9 era): int32 index math and the lowest float.
+struct MaskStyle {
+  const char* name;
+  cudnnDataType_t index_prec;
+  float masked;
+};
+constexpr MaskStyle kMaskStyles[] = {
+    {"fp32 index math, -inf", CUDNN_DATA_FLOAT, -std::numeric_limits<float>::infinity()},
+    {"int32 index math, lowest float", CUDNN_DATA_INT32, std::numeric_limits<float>::lowest()},
+};
+
+// scores -> scores with `masked` above the diagonal (query row t sees keys 0..t), as in the frontend's causal
+// mask: generated row and column indices, row >= col, select.
+int64_t causal_mask(dnn::GraphBuilder& g, const Views& v, const MaskStyle& style, int64_t scores,
+                    int64_t masked_value) {
   const int64_t row = g.tensor("row index", kI, v.s_dims, v.s_str, true);
-  g.pointwise("row index", CUDNN_POINTWISE_GEN_INDEX, kF, scores, -1, row, -1, 2);
+  g.pointwise("row index", CUDNN_POINTWISE_GEN_INDEX, style.index_prec, scores, -1, row, -1, 2);
   const int64_t col = g.tensor("column index", kI, v.s_dims, v.s_str, true);
-  g.pointwise("column index", CUDNN_POINTWISE_GEN_INDEX, kF, scores, -1, col, -1, 3);
+  g.pointwise("column index", CUDNN_POINTWISE_GEN_INDEX, style.index_prec, scores, -1, col, -1, 3);
   const int64_t keep = g.tensor("row >= column", kBool, v.s_dims, v.s_str, true);
   g.pointwise("row >= column", CUDNN_POINTWISE_CMP_GE, kBool, row, col, keep);
   const int64_t masked = g.tensor("causal scores", kF, v.s_dims, v.s_str, true);
   // y = t ? x : b
-  g.pointwise("causal select", CUDNN_POINTWISE_BINARY_SELECT, kF, scores, neg_inf, masked, keep);
+  g.pointwise("causal select", CUDNN_POINTWISE_BINARY_SELECT, kF, scores, masked_value, masked, keep);
   return masked;
 }
 
 // Forward: O = softmax(mask(Q K^T scale)) V, Stats = max + log(sum exp) per row. Binds Q, K, V, O, Stats,
 // scale, -inf.
-Entry build_forward(cudnnHandle_t h, const Key& key, bool graph_only = false) {
+Entry build_forward(cudnnHandle_t h, const Key& key, const MaskStyle& style, bool graph_only = false) {
   const auto [B, H, KV, T, D, bwd] = key;
   const Views v(B, H, KV, T, D);
-  dnn::GraphBuilder g(h, "cuDNN SDPA " + key_str(key));
+  dnn::GraphBuilder g(h, "cuDNN SDPA " + key_str(key) + " (" + style.name + ")");
   Entry e;
+  e.neg_inf = style.masked;
   const int64_t q = g.tensor("Q", kBf, v.q_dims, v.q_str, false);
   const int64_t kt = g.tensor("K^T", kBf, v.kt_dims, v.kt_str, false);
   const int64_t vv = g.tensor("V", kBf, v.kv_dims, v.kv_str, false);
   const int64_t o = g.tensor("O", kBf, v.q_dims, v.q_str, false);
   const int64_t stats = g.tensor("Stats", kF, v.r_dims, v.r_str, false);
   const int64_t scale = g.scalar("attention scale");
-  const int64_t neg_inf = g.scalar("-inf");
+  const int64_t neg_inf = g.scalar("masked score");
   e.uids = {q, kt, vv, o, stats, scale, neg_inf};
 
   const int64_t s = g.tensor("S = Q K^T", kF, v.s_dims, v.s_str, true);
   g.matmul("Q K^T", q, kt, s);
   const int64_t ss = g.tensor("S * scale", kF, v.s_dims, v.s_str, true);
   g.pointwise("S * scale", CUDNN_POINTWISE_MUL, kF, s, scale, ss);
-  const int64_t masked = causal_mask(g, v, ss, neg_inf);
+  const int64_t masked = causal_mask(g, v, style, ss, neg_inf);
   // Softmax with its statistics, as four reductions and pointwise steps the engines fuse.
   const int64_t mx = g.tensor("row max", kF, v.r_dims, v.r_str, true);
   g.reduction("row max", CUDNN_REDUCE_TENSOR_MAX, masked, mx);
@@ -125,11 +141,12 @@ Entry build_forward(cudnnHandle_t h, const Key& key, bool graph_only = false) {
 // dQ = dS K accumulated in fp32 in the workspace and converted. With GQA the full-head dK and dV are reduced
 // over each group of H / KV query heads. Binds Q, K, V, O, dO, Stats, scale, -inf, 1, dQ, dK, dV, delta,
 // dQ accumulator.
-Entry build_backward(cudnnHandle_t h, const Key& key, bool graph_only = false) {
+Entry build_backward(cudnnHandle_t h, const Key& key, const MaskStyle& style, bool graph_only = false) {
   const auto [B, H, KV, T, D, bwd] = key;
   const Views v(B, H, KV, T, D);
-  dnn::GraphBuilder g(h, "cuDNN SDPA " + key_str(key));
+  dnn::GraphBuilder g(h, "cuDNN SDPA " + key_str(key) + " (" + style.name + ")");
   Entry e;
+  e.neg_inf = style.masked;
   const Dims full_dims{B, H, T, D}, full_str{H * T * D, T * D, D, 1};  // (B, H, T, D) contiguous (virtual/fp32)
   const int64_t q = g.tensor("Q", kBf, v.q_dims, v.q_str, false);
   const int64_t kt = g.tensor("K^T", kBf, v.kt_dims, v.kt_str, false);
@@ -138,7 +155,7 @@ Entry build_backward(cudnnHandle_t h, const Key& key, bool graph_only = false) {
   const int64_t d_o = g.tensor("dO", kBf, v.q_dims, v.q_str, false);
   const int64_t stats = g.tensor("Stats", kF, v.r_dims, v.r_str, false);
   const int64_t scale = g.scalar("attention scale");
-  const int64_t neg_inf = g.scalar("-inf");
+  const int64_t neg_inf = g.scalar("masked score");
   const int64_t one = g.scalar("1");
   const int64_t dq = g.tensor("dQ", kBf, v.q_dims, v.q_str, false);
   const int64_t dk = g.tensor("dK", kBf, v.kv_dims, v.kv_str, false);
@@ -161,7 +178,7 @@ Entry build_backward(cudnnHandle_t h, const Key& key, bool graph_only = false) {
   g.pointwise("S * scale", CUDNN_POINTWISE_MUL, kF, s, scale, ss);
   const int64_t sm = g.tensor("S - Stats", kF, v.s_dims, v.s_str, true);
   g.pointwise("S - Stats", CUDNN_POINTWISE_SUB, kF, ss, stats, sm);
-  const int64_t masked = causal_mask(g, v, sm, neg_inf);
+  const int64_t masked = causal_mask(g, v, style, sm, neg_inf);
   const int64_t p = g.tensor("P", kF, v.s_dims, v.s_str, true);
   g.pointwise("P = exp(S - Stats)", CUDNN_POINTWISE_EXP, kF, masked, -1, p);
 
@@ -263,17 +280,22 @@ struct CudnnSdpa::Impl {
       refuse(k, handle_error);
       return nullptr;
     }
-    try {
-      Entry e = std::get<5>(k) ? build_backward(handle, k) : build_forward(handle, k);
-      e.scale = scale;
-      if (!reserve(e.workspace_bytes, k)) return nullptr;
-      log_info("cuDNN SDPA: " + key_str(k) + " plan built (" + e.plan.engine + ", workspace " +
-               std::to_string(e.workspace_bytes >> 20) + " MiB)");
-      return &plans.emplace(k, std::move(e)).first->second;
-    } catch (const dnn::Refused& r) {
-      refuse(k, r.what());
-      return nullptr;
+    std::string why;
+    for (const MaskStyle& style : kMaskStyles) {
+      try {
+        Entry e = std::get<5>(k) ? build_backward(handle, k, style) : build_forward(handle, k, style);
+        e.scale = scale;
+        if (!reserve(e.workspace_bytes, k)) return nullptr;
+        log_info("cuDNN SDPA: " + key_str(k) + " plan built (causal mask: " + style.name + "; " + e.plan.engine +
+                 ", workspace " + std::to_string(e.workspace_bytes >> 20) + " MiB)" +
+                 (why.empty() ? "" : "; refused before: " + why));
+        return &plans.emplace(k, std::move(e)).first->second;
+      } catch (const dnn::Refused& r) {
+        why += std::string(why.empty() ? "" : " | ") + r.what();
+      }
     }
+    refuse(k, why);
+    return nullptr;
   }
 
   bool run(const Key& k, Entry& e, const std::vector<void*>& ptrs) {
@@ -352,12 +374,15 @@ bool CudnnSdpa::backward(const AttnArgs& a, const void* dout, void* dq, void* dk
 
 std::string CudnnSdpa::check_graph(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, bool backward) {
   const Key k{B, H, KV, T, D, backward};
-  try {
-    backward ? build_backward(nullptr, k, true) : build_forward(nullptr, k, true);
-  } catch (const dnn::Refused& r) {
-    return r.what();
+  std::string why;
+  for (const MaskStyle& style : kMaskStyles) {
+    try {
+      backward ? build_backward(nullptr, k, style, true) : build_forward(nullptr, k, style, true);
+    } catch (const dnn::Refused& r) {
+      why += std::string(why.empty() ? "" : " | ") + r.what();
+    }
   }
-  return "";
+  return why;
 }
 
 CudnnSdpa::Counts CudnnSdpa::counts() const { return impl_->counts; }

@@ -7,7 +7,8 @@
 // The graph is cuDNN's classic fused-attention pattern (what cudnn-frontend builds for cuDNN < 9.21): cuDNN
 // 9.19's single SDPA operation descriptor has no attribute for an element-wise causal mask (only a block mask of
 // whole tiles; its mask subgraph arrives in 9.21), so the causal mask is expressed as generated row/column indices,
-// a comparison and a select, which the fused engines recognise. See cudnn_sdpa.cpp for both graphs.
+// a comparison and a select, which the fused engines recognise. See cudnn_sdpa.cpp for both graphs (and the two
+// spellings of the mask that the frontend has used, tried in turn).
 //
 // The saved state is interchangeable with the own kernels': cuDNN's softmax Stats tensor is max + log(sum exp) of
 // the scaled, masked scores, natural log, one float per (b, h, t) in (B, H, Tq, 1) with strides (H Tq, Tq, 1, 1):
