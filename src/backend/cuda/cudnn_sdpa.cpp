@@ -251,7 +251,8 @@ struct CudnnSdpa::Impl {
   void refuse(const Key& k, const std::string& why) {
     if (!refused.emplace(k, why).second) return;
     log_warn("cuDNN SDPA refused the " + key_str(k) + " call: " + why +
-             "; this shape runs the own attention kernels from now on");
+             "; this shape runs the own attention kernels from now on (cuDNN's own log: CUDNN_LOGLEVEL_DBG=2 "
+             "CUDNN_LOGDEST_DBG=stderr)");
   }
 
   // The workspace grows only here, while a plan is built; the stream is drained first because queued cuDNN
