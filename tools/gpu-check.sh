@@ -106,7 +106,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,n
 row "GPU" "$(head -1 "$out/gpu.txt")"
 # Every op against the CPU backend, the attention kernels, the GPU training run against the CPU loss curve.
 tests_rc=0
-timeout 600 ./tests/polyllama_tests --gtest_filter='Ops.*:*CudaAttention*:CudaTraining.*:CudaPlan.*' \
+timeout 600 ./tests/polyllama_tests --gtest_filter='Ops.*:*CudaAttention*:*CudnnSdpa*:CudaTraining.*:CudaPlan.*' \
   --gtest_output="xml:$out/tests.xml" > "$out/tests.log" 2>&1 || tests_rc=$?
 passed=$(grep -c '^\[       OK \]' "$out/tests.log" || true)
 failed=$(grep -c '^\[  FAILED  \].*(' "$out/tests.log" || true)
@@ -136,6 +136,25 @@ PY
 else
   row "polyllama bench" "no result (rc $bench_rc): $(tail -3 "$out/bench.log" | tr '\n' ' ' | cut -c1-300)"
 fi
+# The same step with cuDNN's fused attention (--attention cudnn; shapes it refuses run the own kernels, and the
+# log's last lines say which ran). Fewer steps: it is the attention difference that is wanted, not a new figure.
+cudnn_rc=0
+# shellcheck disable=SC2086
+timeout 240 ./polyllama bench --device cuda --preset bench-1b --num-hidden-layers $layers --seq-len 2048 \
+  --micro-batch "$mb" --steps 5 --warmup 2 --gemm-size 0 --attention cudnn --json ${BENCH_ARGS:-} \
+  > "$out/bench_cudnn.log" 2>&1 || cudnn_rc=$?
+json=$(grep '^{' "$out/bench_cudnn.log" | tail -1 || true)
+if [[ -n $json ]]; then
+  python3 - "$json" >> "$summary" <<'PY'
+import json, sys
+j = json.loads(sys.argv[1])
+print(f'{"polyllama step, --attention cudnn":<34} {j["step_s"]*1e3:.1f} ms, {j["tokens_per_s"]:.0f} tokens/s, '
+      f'{j["tflops"]:.1f} TFLOP/s, MFU {j["mfu_percent"]:.1f} % ({j["cudnn_attention_calls"]} attention calls by cuDNN)')
+PY
+else
+  row "polyllama bench --attention cudnn" "no result (rc $cudnn_rc): $(tail -3 "$out/bench_cudnn.log" | tr '\n' ' ' | cut -c1-300)"
+fi
+grep -E "cuDNN" "$out/bench_cudnn.log" | tail -2 | cut -c1-400 >> "$summary" || true
 if [[ -n ${PROFILE:-} ]]; then  # where the step's time goes (every op synchronised, so slower in total)
   # shellcheck disable=SC2086
   timeout 300 ./polyllama bench --device cuda --preset bench-1b --num-hidden-layers $layers --seq-len 2048 \
@@ -149,9 +168,9 @@ if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
 fi
 for b in ./cuda_attention_bench ./tests/cuda_attention_bench; do
   if [[ -x $b ]]; then timeout 300 "$b" > "$out/attention_bench.txt" 2>&1 && r=ok || r=FAIL
-    row "attention bench" "$r (full table: attention_bench.txt)"; tail -14 "$out/attention_bench.txt" >> "$summary" || true
+    row "attention bench (own vs cuDNN)" "$r (full table: attention_bench.txt)"; tail -14 "$out/attention_bench.txt" >> "$summary" || true
     break; fi
 done
 cd "$root"
 echo "== gpu-check summary (full logs in $out)"; cat "$summary"
-[[ $tests_rc -eq 0 && $bench_rc -eq 0 ]]
+[[ $tests_rc -eq 0 && $bench_rc -eq 0 && $cudnn_rc -eq 0 ]]

@@ -12,6 +12,7 @@
 #include "polyllama/core/random.hpp"
 #include "polyllama/model/llama.hpp"
 #include "polyllama/optim/adamw.hpp"
+#include "train_options.hpp"
 #include "verbs.hpp"
 
 namespace polyllama::cli {
@@ -29,7 +30,7 @@ struct BenchOpts {
   int64_t seq = 256, batch = 4, steps = 5, warmup = 1, sgemm_n = 2048, gemm_n = 8192;
   int threads = 0;
   double peak_tflops = 0;
-  std::string device = "cpu";
+  std::string device = "cpu", attention = "own";
   bool json = false, profile = false, recompute = false;
   int64_t recompute_layers = -1;
   bool recomputing() const { return recompute || recompute_layers >= 0; }
@@ -50,6 +51,7 @@ int bench_cuda(const BenchOpts& o, const ModelConfig& cfg) {
   std::string why;
   if (!cuda_available(&why)) fail_input("bench --device cuda: " + why);
   CudaBackend gpu(0);
+  gpu.set_attention(parse_attention_impl(o.attention));
   ProfilingBackend prof(gpu);
   Backend& be = o.profile ? static_cast<Backend&>(prof) : gpu;
   const std::string name = gpu.device_name();
@@ -90,6 +92,7 @@ int bench_cuda(const BenchOpts& o, const ModelConfig& cfg) {
                static_cast<long long>(o.batch), step_s, static_cast<double>(N) / step_s, tflops, mfu, peak, gemm,
                gemm > 0 ? 100.0 * tflops / gemm : 0.0, loss));
   if (peak <= 0) log_warn("unknown GPU '" + name + "': pass --peak-tflops for the MFU");
+  log_info(gpu.attention_summary());
   if (o.profile) log_info(prof.report(o.steps));
   print_json_summary(o.json, nlohmann::json{{"device", name},
                                             {"params", cfg.total_params()},
@@ -101,6 +104,9 @@ int bench_cuda(const BenchOpts& o, const ModelConfig& cfg) {
                                             {"peak_tflops", peak},
                                             {"mfu_percent", mfu},
                                             {"gemm_bf16_tflops", gemm},
+                                            {"attention", o.attention},
+                                            {"cudnn_attention_calls", gpu.cudnn_attention_calls(false) +
+                                                                          gpu.cudnn_attention_calls(true)},
                                             {"loss", loss}}
                                  .dump());
   return 0;
@@ -140,6 +146,9 @@ RunFn add_bench(CLI::App& app) {
   cmd->add_option("--peak-tflops", o->peak_tflops,
                   "cuda: the GPU's dense bf16 peak for the MFU (default: by device name; H100 SXM/H200 989, H100 "
                   "PCIe 756, A100 312)");
+  cmd->add_option("--attention", o->attention, attention_option_help())
+      ->check(CLI::IsMember({"own", "cudnn"}))
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "print a one-line JSON summary");
   cmd->add_flag("--recompute", o->recompute, "activation recomputation (see pretrain --help); MFU still counts "
                                              "the model FLOPs only");
@@ -153,6 +162,7 @@ RunFn add_bench(CLI::App& app) {
     if (o->steps <= 0 || o->warmup < 0 || o->seq <= 0 || o->batch <= 0)
       fail_input("bench: --steps, --seq-len and --micro-batch must be positive");
     if (o->device == "cuda") return bench_cuda(*o, cfg);
+    if (o->attention != "own") fail_input("bench --attention " + o->attention + " needs --device cuda");
     CpuBackend cpu(o->threads);
     ProfilingBackend prof(cpu);
     Backend& be = o->profile ? static_cast<Backend&>(prof) : cpu;

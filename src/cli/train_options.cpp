@@ -6,10 +6,39 @@
 
 #include "polyllama/backend/backend_factory.hpp"
 #include "polyllama/backend/cpu/cpu_backend.hpp"
+#ifdef POLYLLAMA_HAVE_CUDA
+#include "polyllama/backend/cuda/cuda_backend.hpp"
+#endif
 #include "polyllama/core/log.hpp"
 #include "verbs.hpp"
 
 namespace polyllama::cli {
+
+const char* attention_option_help() {
+  return "cuda: the attention kernels. own: the backend's flash-attention kernels (default). cudnn: cuDNN's fused "
+         "attention for the bf16 causal case; calls it cannot take (packed sft rows with spans, f32) and shapes it "
+         "refuses (logged once, with cuDNN's reason) run the own kernels, so the run never fails for it. The "
+         "end of the run says which ran how often";
+}
+
+void apply_attention_option(Backend& backend, const std::string& attention) {
+#ifdef POLYLLAMA_HAVE_CUDA
+  if (auto* gpu = dynamic_cast<CudaBackend*>(&backend)) {
+    gpu->set_attention(parse_attention_impl(attention));
+    return;
+  }
+#endif
+  if (attention != "own")
+    fail_input("--attention " + attention + " selects GPU attention kernels: it needs --device cuda");
+}
+
+void log_attention_summary(const Backend& backend) {
+#ifdef POLYLLAMA_HAVE_CUDA
+  if (const auto* gpu = dynamic_cast<const CudaBackend*>(&backend)) log_info(gpu->attention_summary());
+#else
+  (void)backend;
+#endif
+}
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
   TrainConfig& t = o.train;
@@ -50,6 +79,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "cpu, or cuda (one GPU: bf16 activations and weights copy, f32 master weights, gradients and "
                   "optimizer state; checkpoints are the same f32 files either way)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--attention", o.attention, attention_option_help())
+      ->check(CLI::IsMember({"own", "cudnn"}))
       ->capture_default_str();
   cmd->add_flag("--recompute", o.recompute,
                 "activation recomputation: keep only each layer's input through the forward pass and recompute the "
@@ -106,6 +138,7 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   const int gpus = o.device == "cuda" ? cuda_device_count() : 0;
   m.backend = make_backend(o.device, o.threads, gpus > 0 ? node_local_rank(MPI_COMM_WORLD) % gpus : 0);
   m.parallel->attach(*m.backend);  // NCCL for the tp and dp groups of a GPU job
+  apply_attention_option(*m.backend, o.attention);
   m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda",
                                          m.parallel.get());
   load_model_weights(start.dir + "/model.h5", *m.model);
@@ -132,6 +165,7 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
   if (start.resuming) trainer.resume_from(start.dir);  // --init-from takes weights only: a new run starts at step 0
   install_stop_signal_handlers();
   const TrainResult r = trainer.run();
+  log_attention_summary(model.backend());
   if (const ParallelContext* p = model.parallel(); p && p->dims().tp * p->dims().dp > 1)
     log_info("collectives (rank 0): " + p->traffic_summary());
   int world_rank = 0;  // one summary line per run, not per rank

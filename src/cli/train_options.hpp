@@ -27,11 +27,18 @@ struct TrainOptions {
   std::string device = "cpu";  // cpu, or cuda: bf16 mixed precision with f32 master weights
   bool recompute = false;      // keep only each layer's input; recompute the rest in backward
   int64_t recompute_layers = -1;  // with recompute: the first N layers only (-1: all)
+  std::string attention = "own";  // cuda: own (the backend's flash kernels) or cudnn (cuDNN fused attention)
   int tp = 1;                  // tensor-parallel ranks; dp = launched ranks / tp
 };
 
 // --run-dir, --init-from, --no-resume, the schedule, batch and optimizer flags, --threads, --device, --json.
 void add_train_options(CLI::App* cmd, TrainOptions& o);
+
+// --attention own|cudnn (pretrain, sft, bench): its help text; applied to a backend (cudnn needs the CUDA one,
+// fails with exit 1 elsewhere); and the end-of-run line saying which kernels ran (nothing on the CPU).
+const char* attention_option_help();
+void apply_attention_option(Backend& backend, const std::string& attention);
+void log_attention_summary(const Backend& backend);
 
 // The checkpoint a run starts from: RUN/ckpt/latest when present (resuming), else --init-from.
 struct StartPoint {

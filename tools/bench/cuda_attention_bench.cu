@@ -1,5 +1,6 @@
 // Micro benchmark of the CUDA attention kernels: causal bf16, B=4, H=16, KV=16 and KV=4, T=2048, D=128 (and
-// D=64), forward and backward through the launchers (the flash kernels) and through the plain kernels.
+// D=64), forward and backward through the launchers (the flash kernels) and through the plain kernels, and, where
+// cuDNN was found, through cuDNN's fused attention (cudnn_sdpa.hpp; `--attention cudnn`) on the same inputs.
 // FLOPs counted as in FlashAttention: forward 4 B H T^2 D / 2 (causal), backward 2.5x that.
 // Timed with CUDA events after warm-up; the median of --runs runs (default 20; --simple-runs for the plain
 // kernels, default 10). Usage: cuda_attention_bench [--runs N] [--simple-runs N] [--T N]
@@ -14,11 +15,20 @@
 #include "attention.cuh"
 #include "attention_flash.cuh"
 #include "attention_simple.cuh"
+#ifdef POLYLLAMA_HAVE_CUDNN
+#include "cudnn_sdpa.hpp"
+#endif
 
 using namespace polyllama;
 using namespace polyllama::cuda;
 
 namespace {
+
+#ifdef POLYLLAMA_HAVE_CUDNN
+using Cudnn = CudnnSdpa;
+#else
+struct Cudnn {};  // a build without cuDNN times the own kernels only
+#endif
 
 __global__ void fill_random(__nv_bfloat16* x, int64_t n, uint32_t seed) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -85,7 +95,7 @@ template <typename F> double median_ms(int runs, F&& fn) {
   return ms[ms.size() / 2];
 }
 
-void bench(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, int runs, int simple_runs) {
+void bench(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, int runs, int simple_runs, Cudnn* cudnn) {
   const size_t nq = static_cast<size_t>(B * T * H * D), nk = static_cast<size_t>(B * T * KV * D);
   Buf q(nq * 2), k(nk * 2), v(nk * 2), o(nq * 2), d_o(nq * 2), dq(nq * 2), dk(nk * 2), dv(nk * 2),
       lse(static_cast<size_t>(B * H * T) * 4);
@@ -135,6 +145,30 @@ void bench(int64_t B, int64_t H, int64_t KV, int64_t T, int64_t D, int runs, int
               sf_ms, tf(fwd_flop, sf_ms), sb_ms, tf(bwd_flop, sb_ms));
   std::printf("%47s | fwd, 16 rows per warp: %8.3f ms %6.1f TFLOP/s (max |out - launcher's out| = %.3g)\n", "",
               f32_ms, tf(fwd_flop, f32_ms), static_cast<double>(diff));
+#ifdef POLYLLAMA_HAVE_CUDNN
+  // cuDNN on the same inputs, into its own output and saved state; its backward reads them. The first call
+  // builds the plan (inside median_ms's warm-up).
+  {
+    CudnnSdpa& sdpa = *cudnn;
+    Buf oc(nq * 2), lsec(static_cast<size_t>(B * H * T) * 4);
+    AttnArgs c = a;
+    c.out = oc.p;
+    c.lse = static_cast<float*>(lsec.p);
+    if (!sdpa.forward(c) || !sdpa.backward(c, d_o.p, dq.p, dk.p, dv.p)) {
+      std::printf("%47s | cuDNN: not run (%s)\n", "", sdpa.summary().c_str());
+    } else {
+      const double cf_ms = median_ms(runs, [&] { sdpa.forward(c); });
+      const double cb_ms = median_ms(runs, [&] { sdpa.backward(c, d_o.p, dq.p, dk.p, dv.p); });
+      attention_forward(nullptr, a);  // o held the plain kernels' output
+      PL_ATTN_CUDA_CHECK(cudaDeviceSynchronize());
+      const float cdiff = max_abs_diff(static_cast<const bf*>(o.p), static_cast<const bf*>(oc.p), nq);
+      std::printf("%47s | cuDNN fwd %8.3f ms %6.1f TFLOP/s  bwd %8.3f ms %6.1f TFLOP/s (max |out - launcher's out| "
+                  "= %.3g)\n", "", cf_ms, tf(fwd_flop, cf_ms), cb_ms, tf(bwd_flop, cb_ms), static_cast<double>(cdiff));
+    }
+  }
+#else
+  (void)cudnn;
+#endif
   std::fflush(stdout);
 }
 
@@ -160,9 +194,14 @@ int main(int argc, char** argv) {
     PL_ATTN_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     std::printf("%s (sm_%d%d), causal bf16, median of %d runs (plain kernels: %d)\n", prop.name, prop.major,
                 prop.minor, runs, simple_runs);
-    bench(4, 16, 16, T, 128, runs, simple_runs);
-    bench(4, 16, 4, T, 128, runs, simple_runs);
-    bench(4, 16, 16, T, 64, runs, simple_runs);
+#ifdef POLYLLAMA_HAVE_CUDNN
+    Cudnn cudnn(nullptr);  // one handle and plan cache (on the default stream, as the launches here)
+#else
+    Cudnn cudnn;
+#endif
+    bench(4, 16, 16, T, 128, runs, simple_runs, &cudnn);
+    bench(4, 16, 4, T, 128, runs, simple_runs, &cudnn);
+    bench(4, 16, 16, T, 64, runs, simple_runs, &cudnn);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cuda_attention_bench: %s\n", e.what());
     return 2;

@@ -22,6 +22,9 @@ CudaBackend::Context::Context(int dev) : device(dev) {
 // Destructors do not throw: errors while tearing down are ignored (the process is usually exiting on another).
 CudaBackend::Context::~Context() {
   cudaStreamSynchronize(stream);
+#ifdef POLYLLAMA_HAVE_CUDNN
+  sdpa.reset();  // its cuDNN handle is bound to `stream`
+#endif
   cuda::destroy_plans(*this);
   for (int32_t* p : stage) cudaFree(p);
   cudaEventDestroy(t0);

@@ -9,10 +9,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <tuple>
 
 #include "polyllama/backend/cuda/cuda_backend.hpp"
 #include "check.hpp"
+#ifdef POLYLLAMA_HAVE_CUDNN
+#include "cudnn_sdpa.hpp"
+#endif
 
 namespace polyllama {
 
@@ -48,6 +52,11 @@ struct CudaBackend::Context {
   std::array<int64_t, kStages> stage_cap{};  // int32 elements
 
   cudaEvent_t t0 = nullptr, t1 = nullptr;
+
+  AttentionImpl attention = AttentionImpl::own;
+#ifdef POLYLLAMA_HAVE_CUDNN
+  std::unique_ptr<cuda::CudnnSdpa> sdpa;  // created by set_attention(cudnn), on `stream`
+#endif
 
   explicit Context(int dev);
   ~Context();

@@ -217,6 +217,72 @@ cuda::AttnArgs attention_args(const Tensor& q, const Tensor& k, const Tensor& v,
 
 }  // namespace
 
+const char* attention_impl_name(AttentionImpl impl) { return impl == AttentionImpl::cudnn ? "cudnn" : "own"; }
+
+AttentionImpl parse_attention_impl(const std::string& name) {
+  if (name == "own") return AttentionImpl::own;
+  if (name == "cudnn") return AttentionImpl::cudnn;
+  fail_input("--attention " + name + ": expected own (the backend's flash kernels) or cudnn (cuDNN's fused "
+             "attention, falling back to own per shape)");
+}
+
+bool CudaBackend::cudnn_built() {
+#ifdef POLYLLAMA_HAVE_CUDNN
+  return true;
+#else
+  return false;
+#endif
+}
+
+void CudaBackend::set_attention(AttentionImpl impl) {
+  if (impl == AttentionImpl::cudnn) {
+#ifdef POLYLLAMA_HAVE_CUDNN
+    if (!ctx_->sdpa) ctx_->sdpa = std::make_unique<cuda::CudnnSdpa>(ctx_->stream);
+#else
+    fail_input("--attention cudnn: this build has no cuDNN (CMake did not find it; set CUDNN_ROOT to a prefix with "
+               "include/cudnn.h and lib/libcudnn.so, e.g. the nvidia-cudnn wheel, and rebuild), use --attention own");
+#endif
+  }
+  ctx_->attention = impl;
+}
+
+AttentionImpl CudaBackend::attention() const { return ctx_->attention; }
+
+std::string CudaBackend::attention_summary() const {
+#ifdef POLYLLAMA_HAVE_CUDNN
+  if (ctx_->sdpa)
+    return "attention " + std::string(attention_impl_name(ctx_->attention)) + ": " + ctx_->sdpa->summary();
+#endif
+  return "attention own: the backend's flash kernels";
+}
+
+int64_t CudaBackend::cudnn_attention_calls(bool backward) const {
+#ifdef POLYLLAMA_HAVE_CUDNN
+  if (ctx_->sdpa) return backward ? ctx_->sdpa->counts().bwd : ctx_->sdpa->counts().fwd;
+#endif
+  (void)backward;
+  return 0;
+}
+
+// cuDNN when it is selected and takes the call (it counts and logs what it leaves to the own kernels).
+bool CudaBackend::cudnn_attention_forward(const cuda::AttnArgs& a) {
+#ifdef POLYLLAMA_HAVE_CUDNN
+  return ctx_->attention == AttentionImpl::cudnn && ctx_->sdpa && ctx_->sdpa->forward(a);
+#else
+  (void)a;
+  return false;
+#endif
+}
+
+bool CudaBackend::cudnn_attention_backward(const cuda::AttnArgs& a, const void* dout, void* dq, void* dk, void* dv) {
+#ifdef POLYLLAMA_HAVE_CUDNN
+  return ctx_->attention == AttentionImpl::cudnn && ctx_->sdpa && ctx_->sdpa->backward(a, dout, dq, dk, dv);
+#else
+  (void)a, (void)dout, (void)dq, (void)dk, (void)dv;
+  return false;
+#endif
+}
+
 void CudaBackend::attention_forward(Tensor out, Tensor saved, Tensor q, Tensor k, Tensor v, const AttnSpan& span) {
   const DType d = act_dtype(q, "attention_forward");
   for (const Tensor* t : {&out, &k, &v}) want(*t, d, "attention_forward", "operand");
@@ -227,6 +293,7 @@ void CudaBackend::attention_forward(Tensor out, Tensor saved, Tensor q, Tensor k
   a.out = out.data;
   a.lse = static_cast<float*>(saved.data);
   if (span.kv_start) a.kv_start = ctx_->stage_ints(Context::kSpans, span.kv_start, a.B * a.Tq);
+  if (a.B > 0 && a.Tq > 0 && cudnn_attention_forward(a)) return;
   cuda::attention_forward(ctx_->stream, a);
 }
 
@@ -248,6 +315,7 @@ void CudaBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dou
   PL_CHECK(scratch.bytes() >= need, "attention scratch holds " + std::to_string(scratch.bytes()) + " bytes, needs " +
                                         std::to_string(need));
   if (span.kv_start) a.kv_start = ctx_->stage_ints(Context::kSpans, span.kv_start, a.B * a.Tq);
+  if (a.B > 0 && a.Tq > 0 && cudnn_attention_backward(a, dout.data, dq.data, dk.data, dv.data)) return;
   cuda::attention_backward(ctx_->stream, a, dout.data, dq.data, dk.data, dv.data, scratch.data);
 }
 

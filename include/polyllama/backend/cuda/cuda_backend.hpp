@@ -14,6 +14,17 @@
 #include "polyllama/core/backend.hpp"
 
 namespace polyllama {
+namespace cuda {
+struct AttnArgs;
+}
+
+// Which kernels run attention: `own` (the backend's flash kernels, the default and the measured path) or `cudnn`
+// (cuDNN's fused flash attention for the bf16 causal training case; every other call, and every shape cuDNN
+// refuses, still runs the own kernels).
+enum class AttentionImpl { own, cudnn };
+const char* attention_impl_name(AttentionImpl impl);
+// "own" or "cudnn"; anything else fails (exit 1) naming the choices.
+AttentionImpl parse_attention_impl(const std::string& name);
 
 class CudaBackend final : public Backend {
  public:
@@ -63,6 +74,17 @@ class CudaBackend final : public Backend {
   // which order their own stream against this one with events.
   void* stream_handle() const;
   int device() const;
+
+  // Selects the attention kernels for the calls that follow. cudnn on a build without cuDNN fails (exit 1).
+  void set_attention(AttentionImpl impl);
+  AttentionImpl attention() const;
+  // Whether this build has the cuDNN path (cuDNN was found at configure time).
+  static bool cudnn_built();
+  // Which kernels ran the attention calls so far: "own kernels" or the cuDNN counts and refused shapes.
+  std::string attention_summary() const;
+  // Attention calls cuDNN ran (0 with the own kernels), forward and backward.
+  int64_t cudnn_attention_calls(bool backward) const;
+
   // The device: "NVIDIA H100 80GB HBM3", its memory, its compute capability (90 for sm_90).
   std::string device_name() const;
   size_t device_memory_bytes() const;
@@ -77,6 +99,9 @@ class CudaBackend final : public Backend {
   struct Context;  // device context (stream, cuBLASLt handle and plans, workspace, properties, staging)
 
  private:
+  bool cudnn_attention_forward(const cuda::AttnArgs& a);
+  bool cudnn_attention_backward(const cuda::AttnArgs& a, const void* dout, void* dq, void* dk, void* dv);
+
   std::unique_ptr<Context> ctx_;
 };
 
