@@ -106,13 +106,19 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,n
 row "GPU" "$(head -1 "$out/gpu.txt")"
 # Every op against the CPU backend, the attention kernels, the GPU training run against the CPU loss curve.
 tests_rc=0
-timeout 600 ./tests/polyllama_tests --gtest_filter='Ops.*:*CudaAttention*:*CudnnSdpa*:CudaTraining.*:CudaPlan.*' \
+timeout 600 ./tests/polyllama_tests --gtest_filter='Ops.*:*CudaAttention*:*CudnnSdpa*:CudaTraining.*:CudaPlan.*:CudaNccl.*' \
   --gtest_output="xml:$out/tests.xml" > "$out/tests.log" 2>&1 || tests_rc=$?
 passed=$(grep -c '^\[       OK \]' "$out/tests.log" || true)
 failed=$(grep -c '^\[  FAILED  \].*(' "$out/tests.log" || true)
 skipped=$(grep -c '^\[  SKIPPED \].*(' "$out/tests.log" || true)
 row "CUDA tests" "$passed passed, $failed failed, $skipped skipped (rc $tests_rc)"
 grep -E '^\[  FAILED  \].*\(' "$out/tests.log" | head -20 >> "$summary" || true
+# Several GPUs (NCCL): the collectives on 2 ranks and pretrain at dp 2 / tp 2 (tp 2 x dp 2 on 4) against one GPU;
+# both skip on a node with one GPU.
+multi_rc=0
+timeout 900 ctest -R 'cuda_nccl_np2|cuda_multi_gpu' --output-on-failure > "$out/multi_gpu.log" 2>&1 || multi_rc=$?
+row "multi-GPU (NCCL)" "$(grep -E 'tests passed' "$out/multi_gpu.log" || echo "rc $multi_rc"); \
+$(grep -c 'Skipped' "$out/multi_gpu.log" || true) skipped ($(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true) GPUs)"
 
 # The 1B-class config of the issue: hidden 2048, 16 layers, 16 heads, seq 2048; PyTorch (bf16 autocast, flash
 # SDPA, fused AdamW) on the same config and GPU right after, when the node's python3 has it.
@@ -173,4 +179,4 @@ for b in ./cuda_attention_bench ./tests/cuda_attention_bench; do
 done
 cd "$root"
 echo "== gpu-check summary (full logs in $out)"; cat "$summary"
-[[ $tests_rc -eq 0 && $bench_rc -eq 0 && $cudnn_rc -eq 0 ]]
+[[ $tests_rc -eq 0 && $bench_rc -eq 0 && $cudnn_rc -eq 0 && $multi_rc -eq 0 ]]

@@ -76,8 +76,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
       ->group("Optimizer");
   cmd->add_option("--threads", o.threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   cmd->add_option("--device", o.device,
-                  "cpu, or cuda (one GPU: bf16 activations and weights copy, f32 master weights, gradients and "
-                  "optimizer state; checkpoints are the same f32 files either way)")
+                  "cpu, or cuda (one GPU per rank, NCCL between ranks: bf16 activations and weights copy, f32 master "
+                  "weights, gradients and optimizer state; checkpoints are the same f32 files either way)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--attention", o.attention, attention_option_help())
