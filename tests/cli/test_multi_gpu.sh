@@ -12,22 +12,11 @@ gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 mpi=(mpirun --oversubscribe --bind-to none)
 
-for i in $(seq 1 400); do
-  echo "Line $i of the ledger: the mill ground $((i * 7 % 13)) sacks and the weir held."
-  echo "A heron stood in the shallows while the miller counted his coins."
-  echo
-done > "$work/text.txt"
+ledger_text "$work/text.txt" 400
 "$bin" tokenizer train --input "$work/text.txt" --vocab-size 320 --out "$work/tok.model" >/dev/null || exit 1
 "$bin" init --run-dir "$work/init" --tokenizer "$work/tok.model" --preset tiny --seed 3 >/dev/null || exit 1
 args=(--device cuda --data "$work/text.txt" --blank-line-docs --seq-len 64 --micro-batch 2 --global-batch 8
       --steps 8 --log-interval 1 --warmup-steps 1 --lr 2e-3 --save-interval 4)
-losses() { sed -n 's/.*"loss":\([-0-9.e]*\).*/\1/p' "$1/metrics.jsonl"; }
-close_losses() {
-  paste <(losses "$1") <(losses "$2") | awk -v what="$3" '
-    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 0.02 * ($2 < 0 ? -$2 : $2)) bad = bad " step " n ": " $1 " vs " $2 }
-    END { if (n == 8 && bad == "") { print "ok: " what; exit 0 } print "FAIL: " what " (" n " steps)" bad; exit 1 }'
-}
-
 cp -r "$work/init" "$work/one"
 "$bin" pretrain --run-dir "$work/one" "${args[@]}" > "$work/one.log" 2>&1 || { bad "one GPU: $(tail -3 "$work/one.log")"; finish; exit; }
 layouts=("2 1" "2 2")
@@ -37,7 +26,7 @@ for layout in "${layouts[@]}"; do
   name="np${np}_tp${tp}"
   cp -r "$work/init" "$work/$name"
   if "${mpi[@]}" -np "$np" "$bin" pretrain --run-dir "$work/$name" "${args[@]}" --tp "$tp" > "$work/$name.log" 2>&1; then
-    close_losses "$work/$name" "$work/one" "$np GPUs, --tp $tp: losses track one GPU" && passes=$((passes + 1)) \
+    close_losses "$work/$name" "$work/one" 8 0.02 "$np GPUs, --tp $tp: losses track one GPU" && passes=$((passes + 1)) \
       || fails=$((fails + 1))
   else
     bad "$np GPUs --tp $tp: $(grep -v -i pmix "$work/$name.log" | tail -3)"
@@ -47,7 +36,7 @@ last=${layouts[-1]// /_tp}
 mkdir -p "$work/re/ckpt" && cp -r "$work/np${last}/ckpt/step_00000004" "$work/re/ckpt/" \
   && echo step_00000004 > "$work/re/ckpt/latest" && head -4 "$work/np${last}/metrics.jsonl" > "$work/re/metrics.jsonl"
 "$bin" pretrain --run-dir "$work/re" "${args[@]}" > "$work/re.log" 2>&1 \
-  && close_losses "$work/re" "$work/one" "the np${last} checkpoint continues on one GPU" && passes=$((passes + 1)) \
+  && close_losses "$work/re" "$work/one" 8 0.02 "the np${last} checkpoint continues on one GPU" && passes=$((passes + 1)) \
   || fails=$((fails + 1))
 grep -h "collectives (rank 0)" "$work"/np*.log | head -3
 finish

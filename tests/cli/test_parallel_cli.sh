@@ -9,23 +9,12 @@ if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 export OMP_NUM_THREADS=1
 mpi=(mpirun --oversubscribe --bind-to none)
 
-for i in $(seq 1 300); do
-  echo "Line $i of the ledger: the mill ground $((i * 7 % 13)) sacks and the weir held."
-  echo "A heron stood in the shallows while the miller counted his coins."
-  echo
-done > "$work/text.txt"
+ledger_text "$work/text.txt" 300
 "$bin" tokenizer train --input "$work/text.txt" --vocab-size 320 --out "$work/tok.model" >/dev/null || exit 1
 "$bin" init --run-dir "$work/init" --tokenizer "$work/tok.model" --preset tiny --seed 3 >/dev/null || exit 1
 args=(--data "$work/text.txt" --blank-line-docs --seq-len 32 --micro-batch 2 --global-batch 8 --steps 6
       --log-interval 1 --warmup-steps 1 --lr 2e-3 --threads 1 --save-interval 3)
-losses() { sed -n 's/.*"loss":\([-0-9.e]*\).*/\1/p' "$1/metrics.jsonl"; }
-# same_losses A B: every step's loss within 1e-5 relative.
-same_losses() {
-  paste <(losses "$1") <(losses "$2") | awk -v what="$3" '
-    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * ($2 < 0 ? -$2 : $2)) bad = bad " step " n ": " $1 " vs " $2 }
-    END { if (n == 6 && bad == "") { print "ok: " what; exit 0 } print "FAIL: " what " (" n " steps)" bad; exit 1 }'
-}
-
+same_losses() { close_losses "$1" "$2" 6 1e-5 "$3"; }  # every step within 1e-5 relative
 cp -r "$work/init" "$work/one"
 "$bin" pretrain --run-dir "$work/one" "${args[@]}" >/dev/null 2>&1 || bad "single-process pretrain"
 for layout in "2 2" "2 1" "4 2"; do

@@ -5,11 +5,7 @@
 # Usage: test_resume.sh POLYLLAMA_BINARY
 source "$(dirname "$0")/lib.sh" "$@"
 
-for i in $(seq 1 300); do
-  echo "Line $i of the ledger: the mill ground $((i * 7 % 13)) sacks and the weir held."
-  echo "A heron stood in the shallows while the miller counted his coins."
-  echo
-done > "$work/text.txt"
+ledger_text "$work/text.txt" 300
 "$bin" tokenizer train --input "$work/text.txt" --vocab-size 320 --out "$work/tok.model" >/dev/null || exit 1
 "$bin" init --run-dir "$work/init" --tokenizer "$work/tok.model" --preset tiny --seed 3 >/dev/null || exit 1
 args=(--data "$work/text.txt" --blank-line-docs --seq-len 48 --micro-batch 8 --global-batch 16 --steps 60

@@ -7,6 +7,31 @@ namespace {
 
 constexpr int kThreads = 512;
 
+// A row's max and its sum of exp(x - max), for the whole block (every thread gets both): an online max and sum
+// per thread, the block's max, then each thread's sum rescaled to it and summed.
+template <typename T>
+__device__ float2 row_max_sumexp(const T* row, int64_t V, float* sh) {
+  float m = -INFINITY, s = 0.f;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+    const float x = to_f32(row[j]);
+    if (x > m) {
+      s = s * expf(m - x) + 1.f;
+      m = x;
+    } else {
+      s += expf(x - m);
+    }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  const float wm = warp_max(m);
+  if (lane == 0) sh[warp] = wm;
+  __syncthreads();
+  float bm = lane < nwarps ? sh[lane] : -INFINITY;
+  bm = warp_max(bm);
+  __syncthreads();
+  s = m == -INFINITY ? 0.f : s * expf(m - bm);
+  return make_float2(bm, block_sum(s, sh));
+}
+
 template <typename T>
 __global__ void xent_kernel(T* logits, float* loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
                             float grad_scale, int64_t V) {
@@ -20,27 +45,8 @@ __global__ void xent_kernel(T* logits, float* loss, const int32_t* targets, int3
       for (int64_t j = threadIdx.x; j < V; j += blockDim.x) row[j] = from_f32<T>(0.f);
     return;
   }
-  // Online max and sum per thread, then one block-wide combination.
-  float m = -INFINITY, s = 0.f;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-    const float x = to_f32(row[j]);
-    if (x > m) {
-      s = s * expf(m - x) + 1.f;
-      m = x;
-    } else {
-      s += expf(x - m);
-    }
-  }
-  // Block max, then each thread rescales its sum to it.
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  float wm = warp_max(m);
-  if (lane == 0) sh[warp] = wm;
-  __syncthreads();
-  float bm = lane < nwarps ? sh[lane] : -INFINITY;
-  bm = warp_max(bm);
-  __syncthreads();
-  s = m == -INFINITY ? 0.f : s * expf(m - bm);
-  const float sum = block_sum(s, sh);
+  const float2 ms = row_max_sumexp(row, V, sh);
+  const float bm = ms.x, sum = ms.y;
   const float xt = to_f32(row[tgt]);  // read by every thread before any thread writes the row
   __syncthreads();
   if (threadIdx.x == 0) loss[n] = logf(sum) + bm - xt;
@@ -65,25 +71,8 @@ __global__ void xent_partial_kernel(const T* logits, float* stats, const int32_t
     if (threadIdx.x == 0) stats[2 * n] = stats[2 * n + 1] = 0.f;
     return;
   }
-  float m = -INFINITY, s = 0.f;
-  for (int64_t j = threadIdx.x; j < Vl; j += blockDim.x) {
-    const float x = to_f32(row[j]);
-    if (x > m) {
-      s = s * expf(m - x) + 1.f;
-      m = x;
-    } else {
-      s += expf(x - m);
-    }
-  }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  const float wm = warp_max(m);
-  if (lane == 0) sh[warp] = wm;
-  __syncthreads();
-  float bm = lane < nwarps ? sh[lane] : -INFINITY;
-  bm = warp_max(bm);
-  __syncthreads();
-  s = m == -INFINITY ? 0.f : s * expf(m - bm);
-  const float sum = block_sum(s, sh);
+  const float2 ms = row_max_sumexp(row, Vl, sh);
+  const float bm = ms.x, sum = ms.y;
   if (threadIdx.x == 0) {
     const int64_t local = static_cast<int64_t>(tgt) - v0;
     stats[2 * n] = bm + logf(sum);
