@@ -33,7 +33,6 @@ struct BenchOpts {
   std::string device = "cpu", attention = "own";
   bool json = false, profile = false, recompute = false;
   int64_t recompute_layers = -1;
-  bool recomputing() const { return recompute || recompute_layers >= 0; }
 };
 
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab) {
@@ -58,7 +57,7 @@ int bench_cuda(const BenchOpts& o, const ModelConfig& cfg) {
   const double peak = o.peak_tflops > 0 ? o.peak_tflops : bf16_peak_tflops(name);
   LlamaModel model(cfg, be, DType::f32, /*mixed_precision=*/true);
   model.init_random(1, 0.02);
-  model.allocate_activations(o.batch, o.seq, o.recomputing(), o.recompute_layers);
+  model.allocate_activations(o.batch, o.seq, o.recompute, o.recompute_layers);
   std::vector<ParamSlot> slots;
   for (size_t i = 0; i < model.params().size(); ++i)
     slots.push_back({model.params()[i].name, model.param(i), model.grad(i), model.params()[i].decay});
@@ -168,7 +167,7 @@ RunFn add_bench(CLI::App& app) {
     Backend& be = o->profile ? static_cast<Backend&>(prof) : cpu;
     LlamaModel model(cfg, be, DType::f32);
     model.init_random(1, 0.02);
-    model.allocate_activations(o->batch, o->seq, o->recomputing(), o->recompute_layers);
+    model.allocate_activations(o->batch, o->seq, o->recompute, o->recompute_layers);
     std::vector<ParamSlot> slots;
     for (size_t i = 0; i < model.params().size(); ++i)
       slots.push_back({model.params()[i].name, model.param(i), model.grad(i), model.params()[i].decay});

@@ -142,8 +142,7 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda",
                                          m.parallel.get());
   load_model_weights(start.dir + "/model.h5", *m.model);
-  m.model->allocate_activations(o.train.micro_batch, o.train.seq_len, o.recompute || o.recompute_layers >= 0,
-                                o.recompute_layers);
+  m.model->allocate_activations(o.train.micro_batch, o.train.seq_len, o.recompute, o.recompute_layers);
   return m;
 }
 

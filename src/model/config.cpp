@@ -21,6 +21,13 @@ void ModelConfig::validate() const {
   if (!(rms_norm_eps > 0) || !(rope_theta > 0)) bad("rms_norm_eps and rope_theta must be positive");
 }
 
+int64_t ModelConfig::recomputed_layers(bool recompute, int64_t recompute_layers) const {
+  if (recompute_layers < -1 || recompute_layers > num_hidden_layers)
+    fail_input("--recompute-layers " + std::to_string(recompute_layers) + " is outside [0, " +
+               std::to_string(num_hidden_layers) + "] (the model's layers)");
+  return recompute_layers >= 0 ? recompute_layers : recompute ? num_hidden_layers : 0;
+}
+
 int64_t ModelConfig::matmul_params() const {
   const int64_t kv = num_key_value_heads * head_dim();
   const int64_t per_layer = 2 * hidden_size * hidden_size + 2 * hidden_size * kv + 3 * hidden_size * intermediate_size;

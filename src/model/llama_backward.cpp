@@ -23,7 +23,8 @@ void LlamaModel::backward(const int32_t* inputs) {
   for (size_t li = layers_.size(); li-- > 0;) {
     const Layer& w = layers_[li];
     const LayerActs& a = la_[li];
-    if (static_cast<int64_t>(li) < recompute_layers_) layer_forward(li, false);  // the shared buffers now hold this layer's activations
+    // A recomputed layer: the shared buffers now hold its activations.
+    if (static_cast<int64_t>(li) < recompute_layers_) layer_forward(li, false);
     // MLP: res_out = res_mid + down(silu(gate(ln2)) * up(ln2))
     linear_backward(be_, A(dact_), G(w.wd), dres, A(a.act), P(w.wd), false);
     be_.swiglu_backward(A(dgate_), A(dup_), A(dact_), A(a.gate), A(a.up));

@@ -119,11 +119,7 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
   const int64_t N = batch * seq, C = cfg_.hidden_size, F = F_, V = V_;
   const int64_t H = H_, D = cfg_.head_dim(), Hd = H * D, KVd = KV_ * D;
   const int64_t L = cfg_.num_hidden_layers;
-  if (recompute && (recompute_layers < -1 || recompute_layers > L))
-    fail_input("--recompute-layers " + std::to_string(recompute_layers) + " is outside [0, " + std::to_string(L) +
-               "] (the model's layers)");
-  recompute_layers_ = !recompute ? 0 : recompute_layers < 0 ? L : recompute_layers;
-  recompute_ = recompute_layers_ > 0;
+  recompute_layers_ = cfg_.recomputed_layers(recompute, recompute_layers);
   // Everything a layer computes from its input. With recomputation one set serves every layer: only the
   // residual stream (each layer's input) is kept, and backward recomputes the rest layer by layer.
   auto reserve_inside = [&](LayerActs& a) {
@@ -142,7 +138,7 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
     a.act = acts_.reserve({N, F});
   };
   LayerActs shared{};
-  if (recompute_) reserve_inside(shared);
+  if (recompute_layers_ > 0) reserve_inside(shared);
   for (int64_t l = 0; l < L; ++l) {
     LayerActs a = shared;
     a.res_in = acts_.reserve({N, C});

@@ -45,8 +45,7 @@ void PlanConfig::validate() const {
         str(grad_accum));
   if (seq > model.max_position_embeddings)
     bad("--seq " + str(seq) + " exceeds the model's max_position_embeddings " + str(model.max_position_embeddings));
-  if (recompute_layers < -1 || recompute_layers > model.num_hidden_layers)
-    bad("--recompute-layers " + str(recompute_layers) + " is outside [0, " + str(model.num_hidden_layers) + "]");
+  (void)recomputed_layers();  // fails on a --recompute-layers beyond the model's layers
   if (device != "cpu" && device != "cuda") bad("--device must be cpu or cuda, got '" + device + "'");
   // Megatron splits whole heads: every tp rank needs the same number of query heads and of kv heads.
   if (model.num_attention_heads % tp != 0)

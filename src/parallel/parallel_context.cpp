@@ -173,28 +173,29 @@ std::unique_ptr<ParallelContext> ParallelContext::single() {
   return std::make_unique<ParallelContext>(ParallelDims{1, 1}, MPI_COMM_SELF);
 }
 
+std::vector<Communicator*> ParallelContext::communicators() const {
+  std::vector<Communicator*> all = {world_.get(), tp_.get(), dp_.get()};
+  for (Communicator* d : {dev_tp_.get(), dev_dp_.get()})
+    if (d) all.push_back(d);
+  return all;
+}
+
 uint64_t ParallelContext::bytes(Collective c) const {
-  uint64_t b = world_->bytes(c) + tp_->bytes(c) + dp_->bytes(c);
-  for (const auto* d : {dev_tp_.get(), dev_dp_.get()})
-    if (d) b += d->bytes(c);
+  uint64_t b = 0;
+  for (const Communicator* g : communicators()) b += g->bytes(c);
   return b;
 }
 
 void ParallelContext::reset_counters() {
-  world_->reset_counters();
-  tp_->reset_counters();
-  dp_->reset_counters();
-  for (auto* d : {dev_tp_.get(), dev_dp_.get()})
-    if (d) d->reset_counters();
+  for (Communicator* g : communicators()) g->reset_counters();
 }
 
 std::string ParallelContext::traffic_summary() const {
   std::string s;
   for (int i = 0; i < static_cast<int>(Collective::count); ++i) {
     const auto c = static_cast<Collective>(i);
-    uint64_t calls = world_->calls(c) + tp_->calls(c) + dp_->calls(c);
-    for (const auto* d : {dev_tp_.get(), dev_dp_.get()})
-      if (d) calls += d->calls(c);
+    uint64_t calls = 0;
+    for (const Communicator* g : communicators()) calls += g->calls(c);
     if (calls == 0) continue;
     s += fmt("%s%s %.2f MiB (%llu calls)", s.empty() ? "" : ", ", collective_name(c),
              static_cast<double>(bytes(c)) / (1 << 20), static_cast<unsigned long long>(calls));

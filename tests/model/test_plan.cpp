@@ -160,6 +160,14 @@ TEST(Plan, Refusals) {
   c.model = ModelConfig::preset("llama3-8b");  // 8 kv heads
   c.tp = 16;
   EXPECT_THROW(make_plan(c), Error);
+  c = llama2_7b(1, 1);
+  c.recompute_layers = 33;  // the model has 32
+  try {
+    make_plan(c);
+    FAIL() << "--recompute-layers 33 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--recompute-layers 33 is outside [0, 32]"), std::string::npos) << e.what();
+  }
   c = llama2_7b(2, 0);
   EXPECT_THROW(make_plan(c), Error);
   c = llama2_7b(1, 1);

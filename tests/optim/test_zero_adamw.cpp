@@ -45,9 +45,7 @@ struct Tensors {
 }  // namespace
 
 TEST(ZeroAdamW, EqualsAdamWOnTheSummedGradient) {
-  int rank = 0, world = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const int rank = test::world_rank(), world = test::world_size();
   CpuBackend be(1);
   OptimConfig oc;
   oc.lr = 0.05;
@@ -112,9 +110,7 @@ TEST(ZeroAdamW, EqualsAdamWOnTheSummedGradient) {
 // bucket during the announcements, not at finish_reduction(), and give the same bits as reduce_gradients():
 // the same collectives on the same data.
 TEST(ZeroAdamW, AnnouncedGradientsAreReducedAsTheirBucketsComplete) {
-  int rank = 0, world = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const int rank = test::world_rank(), world = test::world_size();
   CpuBackend be(1);
   OptimConfig oc;
   oc.warmup_steps = 0;

@@ -28,6 +28,10 @@ struct ModelConfig {
   // Model FLOPs of one training step on `tokens` tokens of length `seq`: 6 per matmul parameter per token
   // plus causal attention (QK^T and PV, forward and backward), the same count PyTorch's peer script uses.
   double train_flops(int64_t tokens, int64_t seq) const;
+  // Layers whose activations backward recomputes: every layer with `recompute` alone, the first
+  // `recompute_layers` when that is >= 0 (which implies recompute), none otherwise. Fails when it exceeds the
+  // model's layers.
+  int64_t recomputed_layers(bool recompute, int64_t recompute_layers) const;
 
   nlohmann::json to_hf_json() const;
   // Reads a Hugging Face config.json object; `where` names the source in errors.

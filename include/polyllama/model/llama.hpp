@@ -62,11 +62,11 @@ class LlamaModel {
   // Sizes every activation buffer for micro-batches of (batch, seq). Call once before training. With recompute
   // only each layer's input is kept through the forward pass; backward recomputes the layer's activations
   // from it first (one more forward per step, activation memory of one layer instead of all).
-  // recompute_layers (with recompute): only the first that many layers are recomputed, the others keep their
-  // activations (-1: every layer): memory traded for time layer by layer (Megatron's --recompute-num-layers).
+  // recompute_layers >= 0 recomputes only the first that many layers (recompute or not), the others keep their
+  // activations: memory traded for time layer by layer (Megatron's --recompute-num-layers; see
+  // ModelConfig::recomputed_layers).
   void allocate_activations(int64_t batch, int64_t seq, bool recompute = false, int64_t recompute_layers = -1);
-  bool recompute() const { return recompute_; }
-  int64_t recompute_layers() const { return recompute_ ? recompute_layers_ : 0; }
+  bool recompute() const { return recompute_layers_ > 0; }
   int64_t batch() const { return B_; }
   int64_t seq() const { return T_; }
   size_t activation_bytes() const { return acts_.bytes() + stats_.bytes(); }
@@ -141,7 +141,6 @@ class LlamaModel {
   size_t embed_ = 0, norm_ = 0, lm_head_ = 0;
 
   int64_t B_ = 0, T_ = 0, head_chunk_ = 0;
-  bool recompute_ = false;
   int64_t recompute_layers_ = 0;  // layers [0, recompute_layers_) share one set of buffers and are recomputed
   std::function<void(size_t)> grad_ready_;
   void ready(size_t i) const {

@@ -21,10 +21,7 @@ struct PlanConfig {
   int cpu_threads = 1;          // cpu: sizes the attention backward scratch (one T x T block per thread)
   bool recompute = false;       // keep only each layer's input; backward recomputes the layer
   int64_t recompute_layers = -1;  // the first N layers recompute (-1: all with recompute; >= 0 implies it)
-  // Layers recomputed: 0 without recompute.
-  int64_t recomputed_layers() const {
-    return recompute || recompute_layers >= 0 ? (recompute_layers < 0 ? model.num_hidden_layers : recompute_layers) : 0;
-  }
+  int64_t recomputed_layers() const { return model.recomputed_layers(recompute, recompute_layers); }
   // ZeRO-1 for the f32 master weights too (cuda): each dp rank keeps 1/dp of them and all-gathers bf16
   // weights after its update. Off: LlamaModel holds the f32 weights whole on every rank, as it does today.
   bool shard_master = false;

@@ -136,6 +136,7 @@ class ParallelContext {
   ParallelDims dims_;
   std::unique_ptr<MpiCommunicator> world_, tp_, dp_;
   std::unique_ptr<Communicator> dev_tp_, dev_dp_;
+  std::vector<Communicator*> communicators() const;  // every group this context owns, for the counters
 };
 
 // This process's rank among the ranks of `world` on its node (MPI_COMM_TYPE_SHARED): which GPU it drives.

@@ -32,6 +32,25 @@ __device__ float2 row_max_sumexp(const T* row, int64_t V, float* sh) {
   return make_float2(bm, block_sum(s, sh));
 }
 
+// A row whose target is ignored: no loss, and with want_grad a zero gradient.
+template <typename T>
+__device__ void ignored_row(T* row, int64_t V, float* loss, bool want_grad) {
+  if (threadIdx.x == 0) *loss = 0.f;
+  if (want_grad)
+    for (int64_t j = threadIdx.x; j < V; j += blockDim.x) row[j] = from_f32<T>(0.f);
+}
+
+// The row's gradient in place: exp(x - shift) * mul, minus grad_scale at column `target` (which may lie outside
+// the row: a vocabulary slice without the target).
+template <typename T>
+__device__ void softmax_grad_row(T* row, int64_t V, float shift, float mul, int64_t target, float grad_scale) {
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+    float g = expf(to_f32(row[j]) - shift) * mul;
+    if (j == target) g -= grad_scale;
+    row[j] = from_f32<T>(g);
+  }
+}
+
 template <typename T>
 __global__ void xent_kernel(T* logits, float* loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
                             float grad_scale, int64_t V) {
@@ -39,24 +58,14 @@ __global__ void xent_kernel(T* logits, float* loss, const int32_t* targets, int3
   const int64_t n = blockIdx.x;
   T* row = logits + n * V;
   const int32_t tgt = targets[n];
-  if (tgt == ignore_index) {
-    if (threadIdx.x == 0) loss[n] = 0.f;
-    if (want_grad)
-      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) row[j] = from_f32<T>(0.f);
-    return;
-  }
+  if (tgt == ignore_index) return ignored_row(row, V, loss + n, want_grad);
   const float2 ms = row_max_sumexp(row, V, sh);
   const float bm = ms.x, sum = ms.y;
   const float xt = to_f32(row[tgt]);  // read by every thread before any thread writes the row
   __syncthreads();
   if (threadIdx.x == 0) loss[n] = logf(sum) + bm - xt;
   if (!want_grad) return;
-  const float inv = grad_scale / sum;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-    float g = expf(to_f32(row[j]) - bm) * inv;
-    if (j == tgt) g -= grad_scale;
-    row[j] = from_f32<T>(g);
-  }
+  softmax_grad_row(row, V, bm, grad_scale / sum, tgt, grad_scale);
 }
 
 // The row's slice: its log-sum-exp and the target's logit when the slice holds it.
@@ -88,12 +97,7 @@ __global__ void xent_finish_kernel(T* logits, float* loss, const float* stats, i
   const int64_t n = blockIdx.x;
   T* row = logits + n * Vl;
   const int32_t tgt = targets[n];
-  if (tgt == ignore_index) {
-    if (threadIdx.x == 0) loss[n] = 0.f;
-    if (want_grad)
-      for (int64_t j = threadIdx.x; j < Vl; j += blockDim.x) row[j] = from_f32<T>(0.f);
-    return;
-  }
+  if (tgt == ignore_index) return ignored_row(row, Vl, loss + n, want_grad);
   float top = -INFINITY, sum = 0.f, xt = 0.f;
   for (int64_t p = 0; p < parts; ++p) top = fmaxf(top, stats[(p * N + n) * 2]);
   for (int64_t p = 0; p < parts; ++p) {
@@ -103,12 +107,7 @@ __global__ void xent_finish_kernel(T* logits, float* loss, const float* stats, i
   const float lse = top + logf(sum);
   if (threadIdx.x == 0) loss[n] = lse - xt;
   if (!want_grad) return;
-  const int64_t local = static_cast<int64_t>(tgt) - v0;
-  for (int64_t j = threadIdx.x; j < Vl; j += blockDim.x) {
-    float g = expf(to_f32(row[j]) - lse) * grad_scale;
-    if (j == local) g -= grad_scale;
-    row[j] = from_f32<T>(g);
-  }
+  softmax_grad_row(row, Vl, lse, grad_scale, static_cast<int64_t>(tgt) - v0, grad_scale);
 }
 
 }  // namespace

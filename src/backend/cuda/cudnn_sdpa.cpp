@@ -182,16 +182,17 @@ Entry build_backward(cudnnHandle_t h, const Key& key, const MaskStyle& style, bo
   const int64_t p = g.tensor("P", kF, v.s_dims, v.s_str, true);
   g.pointwise("P = exp(S - Stats)", CUDNN_POINTWISE_EXP, kF, masked, -1, p);
 
+  // out = a b for a kv-head gradient: with GQA the product is per query head and summed over each group.
+  auto group_matmul = [&](const char* what, const char* grad, int64_t a, int64_t b, int64_t out) {
+    if (H == KV) return g.matmul(what, a, b, out);
+    const int64_t full = g.tensor((std::string(grad) + " per query head").c_str(), kBf, full_dims, full_str, true);
+    g.matmul(what, a, b, full);
+    g.reduction((std::string(grad) + " over the group").c_str(), CUDNN_REDUCE_TENSOR_ADD, full, out);
+  };
   // dV = P^T dO (summed over the query heads of each kv head).
   const int64_t pt = g.tensor("P^T", kBf, v.s_dims, v.st_str, true);
   g.reshape("P^T", p, pt);
-  if (H == KV) {
-    g.matmul("P^T dO", pt, d_o, dv);
-  } else {
-    const int64_t dvf = g.tensor("dV per query head", kBf, full_dims, full_str, true);
-    g.matmul("P^T dO", pt, d_o, dvf);
-    g.reduction("dV over the group", CUDNN_REDUCE_TENSOR_ADD, dvf, dv);
-  }
+  group_matmul("P^T dO", "dV", pt, d_o, dv);
 
   // dS = P (dO V^T - delta) scale.
   const int64_t dp = g.tensor("dP = dO V^T", kF, v.s_dims, v.s_str, true);
@@ -206,13 +207,7 @@ Entry build_backward(cudnnHandle_t h, const Key& key, const MaskStyle& style, bo
   // dK = dS^T Q (summed over the group).
   const int64_t dst = g.tensor("dS^T", kBf, v.s_dims, v.st_str, true);
   g.reshape("dS^T", ds, dst);
-  if (H == KV) {
-    g.matmul("dS^T Q", dst, q, dk);
-  } else {
-    const int64_t dkf = g.tensor("dK per query head", kBf, full_dims, full_str, true);
-    g.matmul("dS^T Q", dst, q, dkf);
-    g.reduction("dK over the group", CUDNN_REDUCE_TENSOR_ADD, dkf, dk);
-  }
+  group_matmul("dS^T Q", "dK", dst, q, dk);
 
   // dQ = dS K, through the fp32 accumulator. (The frontend leaves the reshaped K's type to the graph's
   // intermediate type, fp32; so does this graph, to stay on the pattern the engines were tested with.)
