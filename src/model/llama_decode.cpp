@@ -6,44 +6,23 @@
 
 namespace polyllama {
 
-namespace {
-
-// x @ W^T for Hugging Face's [out, in] weights: y = x W^T + beta y.
-void linear(Backend& be, Tensor y, Tensor x, Tensor w, double beta = 0.0) {
-  be.matmul(y, x, w, false, true, 1.0, beta);
-}
-
-}  // namespace
-
 LlamaDecoder::LlamaDecoder(LlamaModel& model, const DecodeLimits& limits)
     : model_(model),
       be_(model.backend()),
       cfg_(model.config()),
       lim_(limits),
+      tp_(model.tensor_parallel()),
       par_(model.parallel()),
-      tp_(model.tp()),
-      tp_rank_(model.tp() > 1 ? model.parallel()->tp_rank() : 0),
-      cache_("kv_cache", model.dtype(), &model.backend()),
-      acts_("decode_activations", model.dtype(), &model.backend()) {
+      cache_("kv_cache", model.compute_dtype(), &model.backend()),
+      acts_("decode_activations", model.compute_dtype(), &model.backend()),
+      stats_("decode_statistics", model.dtype(), &model.backend()) {
   PL_CHECK(lim_.max_batch > 0 && lim_.max_chunk > 0 && lim_.max_cache > 0,
            "decode limits: batch, chunk and cache must be positive");
   lim_.max_chunk = std::min(lim_.max_chunk, lim_.max_cache);
-  // The model checked that tp divides all four (validate_tensor_parallel).
-  H_ = cfg_.num_attention_heads / tp_, KV_ = cfg_.num_key_value_heads / tp_;
-  F_ = cfg_.intermediate_size / tp_, V_ = cfg_.vocab_size / tp_, v0_ = V_ * tp_rank_;
-  auto P = [&](const std::string& name) { return model_.param(model_.param_index(name)); };
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    layers_.push_back({P(p + "input_layernorm.weight"), P(p + "self_attn.q_proj.weight"),
-                       P(p + "self_attn.k_proj.weight"), P(p + "self_attn.v_proj.weight"),
-                       P(p + "self_attn.o_proj.weight"), P(p + "post_attention_layernorm.weight"),
-                       P(p + "mlp.gate_proj.weight"), P(p + "mlp.up_proj.weight"), P(p + "mlp.down_proj.weight")});
-  }
-  embed_ = P("model.embed_tokens.weight");
-  norm_ = P("model.norm.weight");
-  head_ = cfg_.tie_word_embeddings ? embed_ : P("lm_head.weight");
+  H_ = model.local_heads(), KV_ = model.local_kv_heads(), V_ = model.local_vocab(), v0_ = model.vocab_offset();
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) layers_.push_back(model.layer_weights(static_cast<size_t>(l)));
 
-  const int64_t B = lim_.max_batch, N = B * lim_.max_chunk, C = cfg_.hidden_size, F = F_;
+  const int64_t B = lim_.max_batch, N = B * lim_.max_chunk, C = cfg_.hidden_size, F = model.local_features();
   const int64_t H = H_, D = cfg_.head_dim(), KVd = KV_ * D;
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     k_cache_.push_back(cache_.reserve({B * lim_.max_cache, KVd}));
@@ -51,38 +30,24 @@ LlamaDecoder::LlamaDecoder(LlamaModel& model, const DecodeLimits& limits)
   }
   x_ = acts_.reserve({N, C});
   ln_ = acts_.reserve({N, C});
-  rstd_ = acts_.reserve({N});
   q_ = acts_.reserve({N, H * D});
   k_ = acts_.reserve({N, KVd});
   v_ = acts_.reserve({N, KVd});
   att_ = acts_.reserve({N, H * D});
-  probs_ = acts_.reserve({B * H * lim_.max_chunk * lim_.max_cache});
   gate_ = acts_.reserve({N, F});
   up_ = acts_.reserve({N, F});
   last_ = acts_.reserve({B, C});
-  logits_ = acts_.reserve({lim_.all_logits ? N : B, V_});
+  rstd_ = stats_.reserve({N});
+  // What the backend keeps of an attention call (the CPU's probabilities, a GPU's log-sum-exp), for the largest.
+  saved_ = stats_.reserve({be_.attention_saved_elems(B, H, lim_.max_chunk, lim_.max_cache)});
+  logits_ = stats_.reserve({lim_.all_logits ? N : B, V_});
   const int64_t table_rows = std::min(cfg_.max_position_embeddings, lim_.max_cache);
-  cos_ = acts_.reserve({table_rows, D / 2});
-  sin_ = acts_.reserve({table_rows, D / 2});
+  cos_ = stats_.reserve({table_rows, D / 2});
+  sin_ = stats_.reserve({table_rows, D / 2});
   cache_.allocate();
   acts_.allocate();
-
-  // Rotary tables as the training forward builds them: angles in double, rounded once; then uploaded.
-  std::vector<double> c(static_cast<size_t>(table_rows * (D / 2))), s(c.size());
-  for (int64_t t = 0; t < table_rows; ++t)
-    for (int64_t i = 0; i < D / 2; ++i) {
-      const double inv_freq = std::pow(cfg_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
-      c[static_cast<size_t>(t * (D / 2) + i)] = std::cos(static_cast<double>(t) * inv_freq);
-      s[static_cast<size_t>(t * (D / 2) + i)] = std::sin(static_cast<double>(t) * inv_freq);
-    }
-  auto upload = [&](Tensor dst, const std::vector<double>& v) {
-    if (dst.dtype == DType::f64) return be_.upload(dst, v.data());
-    PL_CHECK(dst.dtype == DType::f32, std::string("decode tables in ") + dtype_name(dst.dtype));
-    const std::vector<float> f(v.begin(), v.end());
-    be_.upload(dst, f.data());
-  };
-  upload(acts_.get(cos_), c);
-  upload(acts_.get(sin_), s);
+  stats_.allocate();
+  fill_rope_tables(be_, stats_.get(cos_), stats_.get(sin_), cfg_.rope_theta);
 }
 
 void LlamaDecoder::begin(int64_t batch, int64_t capacity, const std::vector<int32_t>& pad) {
@@ -124,13 +89,13 @@ void LlamaDecoder::append(const int32_t* tokens, int64_t T, std::vector<double>*
 
 void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,
                                  std::vector<double>* logits_out) {
-  const int64_t B = B_, N = B * Tc, H = H_, KV = KV_, D = cfg_.head_dim(), KVd = KV * D, V = cfg_.vocab_size;
+  const int64_t B = B_, N = B * Tc, H = H_, KV = KV_, D = cfg_.head_dim(), V = cfg_.vocab_size;
   const int64_t kv_len = len_ + Tc;
   // Row b's token at cache position p sits at RoPE position p - pad[b]. A padding query (p < pad[b]) sees only
   // itself; real queries start at pad[b], so no real token ever reads padding.
   positions_.resize(static_cast<size_t>(N));
   kv_start_.resize(static_cast<size_t>(N));
-  const int64_t table_rows = acts_.get(cos_).rows();
+  const int64_t table_rows = stats_.get(cos_).rows();
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < Tc; ++t) {
       const int64_t p = len_ + t;
@@ -143,51 +108,37 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
       kv_start_[static_cast<size_t>(b * Tc + t)] = static_cast<int32_t>(std::min(p, pad));
     }
 
-  const Tensor x = acts_.get(x_).slice_rows(0, N), ln = acts_.get(ln_).slice_rows(0, N),
-               rstd = acts_.get(rstd_).view({acts_.get(rstd_).numel(), 1}).slice_rows(0, N).view({N}),
-               q = acts_.get(q_).slice_rows(0, N), k = acts_.get(k_).slice_rows(0, N),
-               v = acts_.get(v_).slice_rows(0, N), att = acts_.get(att_).slice_rows(0, N),
-               gate = acts_.get(gate_).slice_rows(0, N), up = acts_.get(up_).slice_rows(0, N);
-  const Tensor probs(acts_.get(probs_).data, model_.dtype(), {B * H * Tc * cap_});
-  const Tensor cos = acts_.get(cos_), sin = acts_.get(sin_);
-  const AttnSpan span{kv_len, kv_start_.data()};
+  const Tensor x = acts_.get(x_).slice_rows(0, N), ln = acts_.get(ln_).slice_rows(0, N);
+  const Tensor rstd = stats_.get(rstd_).view({stats_.get(rstd_).numel(), 1}).slice_rows(0, N).view({N});
+  LayerCall c;
+  c.B = B, c.T = Tc, c.heads = H, c.kv_heads = KV, c.head_dim = D, c.eps = cfg_.rms_norm_eps;
+  c.rope_cos = stats_.get(cos_), c.rope_sin = stats_.get(sin_);
+  c.positions = positions_.data();
+  c.span = {kv_len, kv_start_.data()};
+  c.cache_len = len_;
+  // One set of buffers, reused in place: the norms share ln, SwiGLU writes over gate, the residual stream is x.
+  LayerActs a;
+  a.ln1 = a.ln2 = ln, a.rstd1 = a.rstd2 = rstd, a.res_mid = x;
+  a.q = acts_.get(q_).slice_rows(0, N), a.k = acts_.get(k_).slice_rows(0, N), a.v = acts_.get(v_).slice_rows(0, N);
+  a.att = acts_.get(att_).slice_rows(0, N);
+  a.gate = a.act = acts_.get(gate_).slice_rows(0, N), a.up = acts_.get(up_).slice_rows(0, N);
+  a.saved = Tensor(stats_.get(saved_).data, stats_.dtype(), {be_.attention_saved_elems(B, H, Tc, cap_)});
 
-  embed(x, tokens, N);
+  embedding_.forward(be_, tp_, x, model_.embedding_weight(), v0_, tokens, N);
   for (size_t l = 0; l < layers_.size(); ++l) {
-    const LayerW& w = layers_[l];
     // This batch's cache: (B, cap, KV, D) at the start of the layer's reservation.
-    const Tensor kc(cache_.get(k_cache_[l]).data, model_.dtype(), {B, cap_, KV, D});
-    const Tensor vc(cache_.get(v_cache_[l]).data, model_.dtype(), {B, cap_, KV, D});
-    be_.rmsnorm_forward(ln, rstd, x, w.ln1, cfg_.rms_norm_eps);
-    linear(be_, q, ln, w.wq);
-    linear(be_, k, ln, w.wk);
-    linear(be_, v, ln, w.wv);
-    be_.rope(q.view({B, Tc, H, D}), cos, sin, positions_.data(), false);
-    be_.rope(k.view({B, Tc, KV, D}), cos, sin, positions_.data(), false);
-    const Tensor kc2 = kc.view({B * cap_, KVd}), vc2 = vc.view({B * cap_, KVd});
-    for (int64_t b = 0; b < B; ++b) {
-      be_.copy(kc2.slice_rows(b * cap_ + len_, Tc), k.slice_rows(b * Tc, Tc));
-      be_.copy(vc2.slice_rows(b * cap_ + len_, Tc), v.slice_rows(b * Tc, Tc));
-    }
-    be_.attention_forward(att.view({B, Tc, H, D}), probs, q.view({B, Tc, H, D}), kc, vc, span);
-    zero_unless_first(x);  // x has been read (ln); it now starts the row-parallel o_proj's sum
-    linear(be_, x, att, w.wo, 1.0);
-    tp_sum(x);
-    be_.rmsnorm_forward(ln, rstd, x, w.ln2, cfg_.rms_norm_eps);
-    linear(be_, gate, ln, w.wg);
-    linear(be_, up, ln, w.wu);
-    be_.swiglu_forward(gate, gate, up);
-    zero_unless_first(x);
-    linear(be_, x, gate, w.wd, 1.0);
-    tp_sum(x);
+    c.k_cache = Tensor(cache_.get(k_cache_[l]).data, cache_.dtype(), {B, cap_, KV, D});
+    c.v_cache = Tensor(cache_.get(v_cache_[l]).data, cache_.dtype(), {B, cap_, KV, D});
+    layer_forward(be_, tp_, c, layers_[l], a, x, x);
   }
   len_ = kv_len;
   if (!logits_out) return;
 
+  const Tensor norm = model_.final_norm_weight(), head = model_.head_weight();
   if (all_rows) {
-    be_.rmsnorm_forward(ln, rstd, x, norm_, cfg_.rms_norm_eps);
-    const Tensor logits = acts_.get(logits_).slice_rows(0, N);
-    linear(be_, logits, ln, head_);
+    be_.rmsnorm_forward(ln, rstd, x, norm, cfg_.rms_norm_eps);
+    const Tensor logits = stats_.get(logits_).slice_rows(0, N);
+    linear_forward(be_, logits, ln, head);
     std::vector<double> rows(static_cast<size_t>(N * V));
     download_logits(logits, N, rows.data());
     for (int64_t b = 0; b < B; ++b)
@@ -198,40 +149,19 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
   // Only each row's last position goes through the head.
   const Tensor last = acts_.get(last_).slice_rows(0, B), lnl = ln.slice_rows(0, B);
   for (int64_t b = 0; b < B; ++b) be_.copy(last.slice_rows(b, 1), x.slice_rows(b * Tc + Tc - 1, 1));
-  be_.rmsnorm_forward(lnl, rstd.view({N, 1}).slice_rows(0, B).view({B}), last, norm_, cfg_.rms_norm_eps);
-  const Tensor logits = acts_.get(logits_).slice_rows(0, B);
-  linear(be_, logits, lnl, head_);
+  be_.rmsnorm_forward(lnl, rstd.view({N, 1}).slice_rows(0, B).view({B}), last, norm, cfg_.rms_norm_eps);
+  const Tensor logits = stats_.get(logits_).slice_rows(0, B);
+  linear_forward(be_, logits, lnl, head);
   download_logits(logits, B, logits_out->data());
-}
-
-void LlamaDecoder::embed(Tensor x, const int32_t* tokens, int64_t n) {
-  if (tp_ == 1) return be_.embedding_forward(x, embed_, tokens);
-  // Vocab-parallel: each token's row comes from the one rank holding it; the others contribute zeros.
-  local_ids_.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t local = tokens[i] - v0_;
-    local_ids_[static_cast<size_t>(i)] = local >= 0 && local < V_ ? static_cast<int32_t>(local) : 0;
-  }
-  be_.embedding_forward(x, embed_, local_ids_.data());
-  for (int64_t i = 0; i < n; ++i)
-    if (tokens[i] < v0_ || tokens[i] >= v0_ + V_) be_.zero(x.slice_rows(i, 1));
-  tp_sum(x);
-}
-
-void LlamaDecoder::zero_unless_first(Tensor x) {
-  if (tp_rank_ != 0) be_.zero(x);
-}
-
-void LlamaDecoder::tp_sum(Tensor x) {
-  if (tp_ > 1) par_->tp().all_reduce(x);
 }
 
 void LlamaDecoder::download_logits(Tensor logits, int64_t rows, double* dst) {
   const int64_t n = rows * V_, V = cfg_.vocab_size;
+  const int tp = tp_.size(), tp_rank = tp_.rank();
   host_logits_.resize(logits.bytes());
   be_.download(host_logits_.data(), logits);
-  if (tp_ > 1) gathered_.resize(static_cast<size_t>(rows * V));
-  double* mine = tp_ > 1 ? gathered_.data() + static_cast<size_t>(tp_rank_) * static_cast<size_t>(n) : dst;
+  if (tp > 1) gathered_.resize(static_cast<size_t>(rows * V));
+  double* mine = tp > 1 ? gathered_.data() + static_cast<size_t>(tp_rank) * static_cast<size_t>(n) : dst;
   if (logits.dtype == DType::f64) {
     std::memcpy(mine, host_logits_.data(), static_cast<size_t>(n) * sizeof(double));
   } else {
@@ -239,10 +169,11 @@ void LlamaDecoder::download_logits(Tensor logits, int64_t rows, double* dst) {
     const float* f = reinterpret_cast<const float*>(host_logits_.data());
     std::copy(f, f + n, mine);
   }
-  if (tp_ == 1) return;
+  if (tp == 1) return;
+  // Logits reach the host (the sampler's memory) first, so the gather is the host group's (MPI).
   // Rank r's slice (rows, V / tp) holds vocabulary ids [r V / tp, (r + 1) V / tp) of every row.
-  par_->tp().all_gather(gathered_.data(), std::vector<int64_t>(static_cast<size_t>(tp_), n), DType::f64);
-  for (int r = 0; r < tp_; ++r)
+  par_->tp().all_gather(gathered_.data(), std::vector<int64_t>(static_cast<size_t>(tp), n), DType::f64);
+  for (int r = 0; r < tp; ++r)
     for (int64_t i = 0; i < rows; ++i)
       std::memcpy(dst + i * V + r * V_, gathered_.data() + r * n + i * V_, static_cast<size_t>(V_) * sizeof(double));
 }

@@ -8,7 +8,7 @@ namespace polyllama {
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bool mixed_precision,
                        const ParallelContext* parallel)
-    : cfg_(cfg), be_(backend), par_(parallel), dtype_(dtype), mixed_(mixed_precision),
+    : cfg_(cfg), be_(backend), par_(parallel), tp_(parallel), dtype_(dtype), mixed_(mixed_precision),
       act_dtype_(mixed_precision ? DType::bf16 : dtype), stat_dtype_(dtype), weights_("weights", dtype, &backend),
       grads_("grads", dtype, &backend), work_("weights.bf16", DType::bf16, &backend),
       acts_("activations", act_dtype_, &backend), stats_("statistics", stat_dtype_, &backend) {
@@ -17,13 +17,13 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bo
                                                  std::string(dtype_name(dtype_)));
   if (mixed_ && !be_.supports(Op::matmul, DType::bf16))
     fail_input(std::string("mixed precision needs bf16 ops; the ") + be_.name() + " backend has none");
-  if (par_) tp_ = par_->dims().tp, tp_rank_ = par_->tp_rank();
-  validate_tensor_parallel(cfg_, tp_);
-  if (tp_ > 1 && par_->tensor_tp().host_memory() != be_.host_memory())
+  const int tp = tp_.size();
+  validate_tensor_parallel(cfg_, tp);
+  if (tp > 1 && par_->tensor_tp().host_memory() != be_.host_memory())
     fail_input(std::string("tensor parallelism on the ") + be_.name() + " backend needs its collectives: call "
                "ParallelContext::attach(backend) before building the model");
-  H_ = cfg_.num_attention_heads / tp_, KV_ = cfg_.num_key_value_heads / tp_;
-  F_ = cfg_.intermediate_size / tp_, V_ = cfg_.vocab_size / tp_, v0_ = V_ * tp_rank_;
+  H_ = cfg_.num_attention_heads / tp, KV_ = cfg_.num_key_value_heads / tp;
+  F_ = cfg_.intermediate_size / tp, V_ = cfg_.vocab_size / tp, v0_ = V_ * tp_.rank();
   register_params();
   weights_.allocate();
   grads_.allocate();
@@ -35,7 +35,7 @@ void LlamaModel::refresh_working_weights() {
 }
 
 size_t LlamaModel::add_param(const std::string& name, std::vector<int64_t> full_dims, bool decay, Split split) {
-  const ShardSpec shard = tp_shard(full_dims, split, tp_, tp_rank_);
+  const ShardSpec shard = tp_shard(full_dims, split, tp_.size(), tp_.rank());
   const std::vector<int64_t>& d = shard.local_shape;
   auto reserve = [&](Arena& a) { return d.size() == 1 ? a.reserve({d[0]}) : a.reserve({d[0], d[1]}); };
   reserve(weights_);
@@ -45,30 +45,23 @@ size_t LlamaModel::add_param(const std::string& name, std::vector<int64_t> full_
   return params_.size() - 1;
 }
 
-void LlamaModel::tp_sum(Tensor x) {
-  if (tp_ > 1) par_->tensor_tp().all_reduce(x);
-}
-
+// In the order of llama_param_specs: the embedding, each layer's nine, the final norm, the untied head.
 void LlamaModel::register_params() {
-  const int64_t C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
-  const int64_t Hd = cfg_.num_attention_heads * cfg_.head_dim(), KVd = cfg_.num_key_value_heads * cfg_.head_dim();
-  embed_ = add_param("model.embed_tokens.weight", {V, C}, true, Split::rows);
+  const std::vector<ParamSpec> specs = llama_param_specs(cfg_);
+  size_t next = 0;
+  auto add = [&]() {
+    const ParamSpec& s = specs.at(next++);
+    return add_param(s.name, s.full_dims, s.decay, s.split);
+  };
+  embed_ = add();
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
     Layer L{};
-    L.ln1 = add_param(p + "input_layernorm.weight", {C}, false, Split::none);
-    L.wq = add_param(p + "self_attn.q_proj.weight", {Hd, C}, true, Split::rows);
-    L.wk = add_param(p + "self_attn.k_proj.weight", {KVd, C}, true, Split::rows);
-    L.wv = add_param(p + "self_attn.v_proj.weight", {KVd, C}, true, Split::rows);
-    L.wo = add_param(p + "self_attn.o_proj.weight", {C, Hd}, true, Split::cols);
-    L.ln2 = add_param(p + "post_attention_layernorm.weight", {C}, false, Split::none);
-    L.wg = add_param(p + "mlp.gate_proj.weight", {F, C}, true, Split::rows);
-    L.wu = add_param(p + "mlp.up_proj.weight", {F, C}, true, Split::rows);
-    L.wd = add_param(p + "mlp.down_proj.weight", {C, F}, true, Split::cols);
+    for (size_t* i : {&L.ln1, &L.wq, &L.wk, &L.wv, &L.wo, &L.ln2, &L.wg, &L.wu, &L.wd}) *i = add();
     layers_.push_back(L);
   }
-  norm_ = add_param("model.norm.weight", {C}, false, Split::none);
-  if (!cfg_.tie_word_embeddings) lm_head_ = add_param("lm_head.weight", {V, C}, true, Split::rows);
+  norm_ = add();
+  if (!cfg_.tie_word_embeddings) lm_head_ = add();
+  PL_CHECK(next == specs.size(), "llama_param_specs and register_params disagree");
 }
 
 size_t LlamaModel::param_index(const std::string& name) const {
@@ -122,7 +115,7 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
   recompute_layers_ = cfg_.recomputed_layers(recompute, recompute_layers);
   // Everything a layer computes from its input. With recomputation one set serves every layer: only the
   // residual stream (each layer's input) is kept, and backward recomputes the rest layer by layer.
-  auto reserve_inside = [&](LayerActs& a) {
+  auto reserve_inside = [&](LayerActHandles& a) {
     a.ln1 = acts_.reserve({N, C});
     a.rstd1 = stats_.reserve({N});
     a.q = acts_.reserve({N, Hd});
@@ -137,10 +130,10 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
     a.up = acts_.reserve({N, F});
     a.act = acts_.reserve({N, F});
   };
-  LayerActs shared{};
+  LayerActHandles shared{};
   if (recompute_layers_ > 0) reserve_inside(shared);
   for (int64_t l = 0; l < L; ++l) {
-    LayerActs a = shared;
+    LayerActHandles a = shared;
     a.res_in = acts_.reserve({N, C});
     if (l >= recompute_layers_) reserve_inside(a);
     la_.push_back(a);
@@ -161,7 +154,8 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
   head_chunk_ = (N + nchunks - 1) / nchunks;
   logits_ = acts_.reserve({head_chunk_, V});
   loss_rows_ = stats_.reserve({N, 1});
-  if (tp_ > 1) xent_stats_ = stats_.reserve({tp_ * head_chunk_ * 2});  // every tp rank's (lse, target) per row
+  // Every tp rank's (log-sum-exp, target logit) per row of a chunk.
+  if (tp_.size() > 1) xent_stats_ = stats_.reserve({tp_.size() * head_chunk_ * 2});
   dres_ = acts_.reserve({N, C});
   dln_ = acts_.reserve({N, C});
   datt_ = acts_.reserve({N, Hd});
@@ -174,25 +168,8 @@ void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute
   attn_scratch_ = stats_.reserve({be_.attention_scratch_elems(batch, H, seq, KV_, D)});
   acts_.allocate();
   stats_.allocate();
-  if (tp_ > 1) local_ids_.resize(static_cast<size_t>(N));
-
   // Rotary tables in double, then rounded once: HF computes inv_freq = theta^(-2i/D) the same way.
-  auto fill = [&](auto z) {  // in host memory, then uploaded (a memcpy when the backend is the CPU)
-    using T = decltype(z);
-    std::vector<T> hc(static_cast<size_t>(seq * (D / 2))), hs(hc.size());
-    T *c = hc.data(), *s = hs.data();
-    for (int64_t t = 0; t < seq; ++t)
-      for (int64_t i = 0; i < D / 2; ++i) {
-        const double inv_freq = std::pow(cfg_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
-        const double ang = static_cast<double>(t) * inv_freq;
-        c[t * (D / 2) + i] = static_cast<T>(std::cos(ang));
-        s[t * (D / 2) + i] = static_cast<T>(std::sin(ang));
-      }
-    be_.upload(S(rope_cos_), c);
-    be_.upload(S(rope_sin_), s);
-  };
-  if (stat_dtype_ == DType::f32) fill(float{});
-  else fill(double{});
+  fill_rope_tables(be_, S(rope_cos_), S(rope_sin_), cfg_.rope_theta);
 }
 
 }  // namespace polyllama

@@ -25,6 +25,27 @@ void validate_tensor_parallel(const ModelConfig& cfg, int tp) {
        "choose a tp that divides it");
 }
 
+std::vector<ParamSpec> llama_param_specs(const ModelConfig& cfg) {
+  const int64_t C = cfg.hidden_size, F = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t Hd = cfg.num_attention_heads * cfg.head_dim(), KVd = cfg.num_key_value_heads * cfg.head_dim();
+  std::vector<ParamSpec> s = {{"model.embed_tokens.weight", {V, C}, true, Split::rows}};
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    s.push_back({p + "input_layernorm.weight", {C}, false, Split::none});
+    s.push_back({p + "self_attn.q_proj.weight", {Hd, C}, true, Split::rows});
+    s.push_back({p + "self_attn.k_proj.weight", {KVd, C}, true, Split::rows});
+    s.push_back({p + "self_attn.v_proj.weight", {KVd, C}, true, Split::rows});
+    s.push_back({p + "self_attn.o_proj.weight", {C, Hd}, true, Split::cols});
+    s.push_back({p + "post_attention_layernorm.weight", {C}, false, Split::none});
+    s.push_back({p + "mlp.gate_proj.weight", {F, C}, true, Split::rows});
+    s.push_back({p + "mlp.up_proj.weight", {F, C}, true, Split::rows});
+    s.push_back({p + "mlp.down_proj.weight", {C, F}, true, Split::cols});
+  }
+  s.push_back({"model.norm.weight", {C}, false, Split::none});
+  if (!cfg.tie_word_embeddings) s.push_back({"lm_head.weight", {V, C}, true, Split::rows});
+  return s;
+}
+
 ShardSpec tp_shard(const std::vector<int64_t>& full_shape, Split split, int tp, int tp_rank) {
   if (split == Split::none || tp == 1) {
     ShardSpec s = ShardSpec::full(full_shape);

@@ -4,6 +4,10 @@
 // fp32 (tp only reorders the o_proj / down_proj / embedding sums over ranks, ~1e-7 per rounding over at most a
 // few hundred terms; the embedding sum adds exact zeros) and 1e-12 in fp64 (the algorithm itself is exact).
 // The gathered rows are bitwise the same on every tp rank, which is what lets each rank sample the same token.
+// The same logits also equal the training forward's (LlamaModel::forward_logits of the unsharded model over each
+// row's unpadded sequence, the path tests/model/test_torch_reference.cpp checks against PyTorch): 2e-5 relative
+// in fp32 and 1e-12 in fp64, as tests/model/test_decode.cpp argues for tp 1 (the paths differ in the shapes of
+// their products and in the tp sums, so in rounding only).
 // Skipped on one rank; run through ctest under mpirun -np 2 and 4.
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -47,7 +51,7 @@ std::vector<double> decode_all(LlamaModel& model) {
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < P; ++t)
       prompt[static_cast<size_t>(b * (pad + P) + pad + t)] = seq[static_cast<size_t>(b * (P + steps) + t)];
-  LlamaDecoder dec(model, {B, 3, cap, false});
+  LlamaDecoder dec(model, {B, 3, cap, false});  // prefill chunks of 3
   dec.begin(B, cap, {pad, pad});
   std::vector<double> out, logits;
   dec.append(prompt.data(), pad + P, &logits);
@@ -60,6 +64,28 @@ std::vector<double> decode_all(LlamaModel& model) {
   return out;
 }
 
+// What the decoder's logits should be: the training forward of the unsharded model over each row's sequence
+// (no padding), at the positions decode_all reports (the prompt's last, then each decoded token's), in its order.
+std::vector<double> training_forward(LlamaModel& whole) {
+  const int64_t V = whole.config().vocab_size, B = 2, P = 7, steps = 9, T = P + steps;
+  std::vector<int32_t> seq(static_cast<size_t>(B * T));
+  for (size_t i = 0; i < seq.size(); ++i) seq[i] = static_cast<int32_t>(random_bits(5, 3, i) % V);
+  std::vector<double> rows(static_cast<size_t>(B * T * V)), out;
+  for (int64_t b = 0; b < B; ++b) {
+    double* dst = rows.data() + b * T * V;
+    if (whole.dtype() == DType::f64) {
+      whole.forward_logits(seq.data() + b * T, Tensor(dst, DType::f64, {T, V}));
+    } else {
+      std::vector<float> f(static_cast<size_t>(T * V));
+      whole.forward_logits(seq.data() + b * T, Tensor(f.data(), DType::f32, {T, V}));
+      std::copy(f.begin(), f.end(), dst);
+    }
+  }
+  for (int64_t t = P - 1; t < T; ++t)
+    for (int64_t b = 0; b < B; ++b)
+      out.insert(out.end(), rows.begin() + (b * T + t) * V, rows.begin() + (b * T + t + 1) * V);
+  return out;
+}
 
 }  // namespace
 
@@ -87,6 +113,13 @@ TEST(ParallelDecode, CachedLogitsEqualOneProcessAtEveryStep) {
             std::printf("[ tp decode ] tp %d %s%s: worst relative error of %zu logits vs one process: %.2e "
                         "(tol %.0e)\n", tp, dtype_name(dt), tied ? " tied" : "", got.size(), err, tol);
           EXPECT_LT(err, tol) << "tp " << tp << " " << dtype_name(dt) << (tied ? " tied" : "");
+          whole.allocate_activations(1, 16);
+          const double err_fwd = test::max_rel_err(got, training_forward(whole));
+          const double tol_fwd = dt == DType::f32 ? 2e-5 : 1e-12;
+          if (pc.rank() == 0)
+            std::printf("[ tp decode ] tp %d %s%s: worst relative error vs the training forward: %.2e (tol %.0e)\n",
+                        tp, dtype_name(dt), tied ? " tied" : "", err_fwd, tol_fwd);
+          EXPECT_LT(err_fwd, tol_fwd) << "tp " << tp << " vs training forward";
           std::vector<double> first = got;  // tp rank 0's rows, on every rank
           pc.tp().broadcast(first.data(), static_cast<int64_t>(first.size()), DType::f64, 0);
           EXPECT_EQ(std::memcmp(first.data(), got.data(), got.size() * sizeof(double)), 0)

@@ -13,8 +13,10 @@
 #include "polyllama/core/arena.hpp"
 #include "polyllama/core/backend.hpp"
 #include "polyllama/model/config.hpp"
+#include "polyllama/model/llama_layer.hpp"
 #include "polyllama/model/llama_sharding.hpp"
 #include "polyllama/parallel/parallel.hpp"
+#include "polyllama/parallel/tensor_parallel.hpp"
 
 namespace polyllama {
 
@@ -36,7 +38,14 @@ class LlamaModel {
   LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype = DType::f32, bool mixed_precision = false,
              const ParallelContext* parallel = nullptr);
   const ParallelContext* parallel() const { return par_; }
-  int tp() const { return tp_; }
+  int tp() const { return tp_.size(); }
+  const TensorParallel& tensor_parallel() const { return tp_; }
+  // This tp rank's share: heads, kv heads, MLP features, and vocabulary rows [vocab_offset, + local_vocab).
+  int64_t local_heads() const { return H_; }
+  int64_t local_kv_heads() const { return KV_; }
+  int64_t local_features() const { return F_; }
+  int64_t local_vocab() const { return V_; }
+  int64_t vocab_offset() const { return v0_; }
 
   const ModelConfig& config() const { return cfg_; }
   DType dtype() const { return dtype_; }  // of parameters and gradients
@@ -52,6 +61,12 @@ class LlamaModel {
   Tensor all_grads() const { return grads_.flat(); }
   // Index of a parameter by name; fails with the name when absent.
   size_t param_index(const std::string& name) const;
+  // The weights the ops read (the bf16 working copy under mixed precision, else the parameters): what decoding
+  // runs on.
+  LayerWeights layer_weights(size_t layer) const;
+  Tensor embedding_weight() const { return P(embed_); }
+  Tensor final_norm_weight() const { return P(norm_); }
+  Tensor head_weight() const { return P(cfg_.tie_word_embeddings ? embed_ : lm_head_); }
 
   // N(0, std) for every matrix, ones for norm weights; a pure function of (seed, parameter name, index).
   void init_random(uint64_t seed, double std);
@@ -94,26 +109,20 @@ class LlamaModel {
   struct Layer {  // parameter indices
     size_t ln1, wq, wk, wv, wo, ln2, wg, wu, wd;
   };
-  struct LayerActs {  // arena handles of what the backward pass reads
-    int res_in, ln1, rstd1, q, k, v, saved, att, res_mid, ln2, rstd2, gate, up, act;  // rstd*, saved: in stats_
+  struct LayerActHandles {  // arena handles of what the backward pass reads; rstd*, saved: in stats_
+    int res_in, ln1, rstd1, q, k, v, saved, att, res_mid, ln2, rstd2, gate, up, act;
   };
   void register_params();
   size_t add_param(const std::string& name, std::vector<int64_t> full_dims, bool decay, Split split);
-  // Tensor parallelism: the column-parallel branch inputs' gradients and the row-parallel outputs are summed
-  // over tp ranks (no-op without tp). The paired collectives (Megatron's f and g): the input of a column-parallel
-  // layer is used as is (copy) and its gradient is all-reduced in backward; the output of a row-parallel layer
-  // is all-reduced in forward and its gradient used as is (copy) in backward.
-  void tp_sum(Tensor x);
-  void embed_forward(const int32_t* inputs);
-  void embed_backward(const int32_t* inputs);
-  // dst = residual on tp rank 0, 0 elsewhere: a row-parallel output added on top then summed over tp adds the
-  // residual once.
-  void residual_into(Tensor dst, Tensor residual);
   void forward(const int32_t* inputs);
   // Layer l from its input la_[l].res_in; write_output: also form its output (the next layer's input).
   void layer_forward(size_t l, bool write_output);
   // Positions and the attention span of this micro-batch from doc_start (checked).
   void set_layout(const int32_t* doc_start);
+  // The layer call of this micro-batch (shapes, rotary tables, positions, span) and layer l's tensors.
+  LayerCall layer_call() const;
+  LayerActs layer_acts(size_t l) const;
+  LayerWeights layer_grads(size_t l) const;
   // LM head and loss in row chunks, fused with the head's backward so full logits never exist at once.
   double head_and_loss(const int32_t* targets, double loss_scale, bool want_grad);
   void backward(const int32_t* inputs);
@@ -122,16 +131,14 @@ class LlamaModel {
   Tensor G(size_t i) const { return grad(i); }
   Tensor A(int h) const { return acts_.get(h); }
   Tensor S(int h) const { return stats_.get(h); }
-  Tensor head_weight() const { return P(cfg_.tie_word_embeddings ? embed_ : lm_head_); }
   Tensor head_grad() const { return G(cfg_.tie_word_embeddings ? embed_ : lm_head_); }
 
   ModelConfig cfg_;
   Backend& be_;
   const ParallelContext* par_ = nullptr;
-  int tp_ = 1, tp_rank_ = 0;
+  TensorParallel tp_;
   int64_t H_ = 0, KV_ = 0, F_ = 0, V_ = 0, v0_ = 0;  // this rank's heads, kv heads, features, vocab rows from v0_
-  std::vector<int32_t> local_ids_;                  // vocab-parallel embedding: ids inside this rank's rows
-  std::vector<std::pair<int64_t, int64_t>> foreign_runs_;  // runs of rows whose token another rank embeds
+  VocabParallelEmbedding embedding_;
   DType dtype_;
   bool mixed_;
   DType act_dtype_, stat_dtype_;
@@ -148,9 +155,7 @@ class LlamaModel {
   }
   std::vector<int32_t> positions_, kv_start_;  // (B, T) of the current micro-batch
   bool segmented_ = false;                     // some row holds more than one example
-  const int32_t* rope_positions() const { return segmented_ ? positions_.data() : nullptr; }
-  AttnSpan attn_span() const { return {-1, segmented_ ? kv_start_.data() : nullptr}; }
-  std::vector<LayerActs> la_;
+  std::vector<LayerActHandles> la_;
   int res_final_ = -1, lnf_ = -1, rstdf_ = -1, rope_cos_ = -1, rope_sin_ = -1, logits_ = -1, loss_rows_ = -1,
       xent_stats_ = -1;
   // Backward scratch, shared by all layers.

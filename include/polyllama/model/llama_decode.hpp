@@ -1,6 +1,8 @@
 #pragma once
 // Inference over a LlamaModel's weights with a KV cache: prompts are appended in chunks (prefill), then one
-// token per row per step (decode), each step costing O(cache) instead of a full recomputation.
+// token per row per step (decode), each step costing O(cache) instead of a full recomputation. The layers are the
+// model's own (layer_forward in llama_layer.hpp, with the decoder's buffers reused in place); the decoder adds
+// only the cache, the positions and spans of padded rows, and the logits of the last positions.
 //
 // Rows of a batch share one cache length; prompts of different lengths are left-padded. Row b's first pad[b]
 // cache positions are padding: its real tokens take RoPE positions 0, 1, ... from cache position pad[b] on, and
@@ -10,7 +12,8 @@
 //
 // Tensor parallelism (model.tp() > 1): every tp rank runs the decoder in step on the same tokens with its Megatron
 // shards: its heads and kv heads (its KV cache holds only those), its MLP features, its vocabulary rows. The
-// row-parallel o_proj and down_proj outputs and the vocab-parallel embedding are summed over tp; the head's
+// row-parallel o_proj and down_proj outputs and the vocab-parallel embedding are summed over tp by the model's
+// tensor collectives (NCCL on GPUs); the head's
 // logits, a vocabulary slice per rank, are all-gathered into whole host rows, bitwise the same on every tp rank,
 // so a sampler fed them draws the same token everywhere.
 #include <cstdint>
@@ -50,32 +53,26 @@ class LlamaDecoder {
   size_t activation_bytes() const { return acts_.bytes(); }
 
  private:
-  struct LayerW {
-    Tensor ln1, wq, wk, wv, wo, ln2, wg, wu, wd;
-  };
   void forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,
                      std::vector<double>* logits_out);
   // The logits (rows, this rank's vocabulary slice), as whole host rows (rows, V) gathered over tp.
   void download_logits(Tensor logits, int64_t rows, double* dst);
-  void embed(Tensor x, const int32_t* tokens, int64_t n);
-  // Row-parallel outputs: x = residual + sum over tp of each rank's part; before the part is added, x holds the
-  // residual on tp rank 0 and zeros elsewhere (zero_unless_first), after it tp_sum(x) adds the ranks' parts.
-  void zero_unless_first(Tensor x);
-  void tp_sum(Tensor x);
 
   LlamaModel& model_;
   Backend& be_;
   ModelConfig cfg_;
   DecodeLimits lim_;
-  const ParallelContext* par_ = nullptr;
-  int tp_ = 1, tp_rank_ = 0;
-  int64_t H_ = 0, KV_ = 0, F_ = 0, V_ = 0, v0_ = 0;  // this rank's heads, kv heads, features, vocab rows from v0_
-  std::vector<LayerW> layers_;
-  Tensor embed_, norm_, head_;
-  Arena cache_, acts_;
+  const TensorParallel& tp_;
+  const ParallelContext* par_ = nullptr;  // tp(): the host-memory gather of the logits
+  int64_t H_ = 0, KV_ = 0, V_ = 0, v0_ = 0;  // this rank's heads, kv heads, vocab rows from v0_
+  std::vector<LayerWeights> layers_;
+  VocabParallelEmbedding embedding_;
+  // cache_ and acts_ in the model's compute dtype; stats_ (rstd, attention state, rope tables, logits) in its
+  // parameter dtype, as the training forward keeps its statistics.
+  Arena cache_, acts_, stats_;
   std::vector<int> k_cache_, v_cache_;  // per layer, (max_batch * max_cache, KV * D)
-  int x_ = -1, ln_ = -1, rstd_ = -1, q_ = -1, k_ = -1, v_ = -1, att_ = -1, probs_ = -1, gate_ = -1, up_ = -1,
-      last_ = -1, logits_ = -1, cos_ = -1, sin_ = -1;
+  int x_ = -1, ln_ = -1, q_ = -1, k_ = -1, v_ = -1, att_ = -1, gate_ = -1, up_ = -1, last_ = -1;  // acts_
+  int rstd_ = -1, saved_ = -1, logits_ = -1, cos_ = -1, sin_ = -1;                               // stats_
 
   int64_t B_ = 0, cap_ = 0, len_ = 0;
   std::vector<int32_t> pad_;
@@ -83,7 +80,6 @@ class LlamaDecoder {
   std::vector<int32_t> positions_, kv_start_;  // (B, Tc) of the current chunk, host
   std::vector<char> host_logits_;              // staging for download
   std::vector<double> gathered_;               // tp: every rank's slice of the rows, rank after rank
-  std::vector<int32_t> local_ids_;             // tp: token ids inside this rank's embedding rows (0 elsewhere)
 };
 
 }  // namespace polyllama

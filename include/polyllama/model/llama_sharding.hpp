@@ -19,6 +19,18 @@ namespace polyllama {
 // (the input features, dim 1: o_proj, down_proj).
 enum class Split : int { none, rows, cols };
 
+// A parameter of the model with its full (unsharded) shape, whether weight decay applies, and its tp split.
+struct ParamSpec {
+  std::string name;  // Hugging Face's
+  std::vector<int64_t> full_dims;
+  bool decay;
+  Split split;
+};
+// Every parameter of a LLaMA of this config in Hugging Face order (the embedding, each layer's input_layernorm,
+// q/k/v/o, post_attention_layernorm, gate/up/down, the final norm, the LM head unless tied): the one list that
+// LlamaModel allocates from and `plan` sizes from.
+std::vector<ParamSpec> llama_param_specs(const ModelConfig& cfg);
+
 // Fails with the numbers and a way out unless heads, kv-heads, intermediate size and vocabulary all divide by tp
 // (an uneven vocabulary is refused, not padded: pad it with `polyllama resize-vocab` first).
 void validate_tensor_parallel(const ModelConfig& cfg, int tp);
