@@ -1,61 +1,17 @@
 #include "polyllama/tokenizer/fast_bpe.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
-#include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "polyllama/tokenizer/sp_model.hpp"
+#include "protobuf_wire.hpp"
 
 namespace polyllama {
 
 namespace {
-
-// ---- the .model protobuf, read by hand (Debian's SentencePiece bundles its own protobuf; nothing here may
-// link libprotobuf). Field numbers from sentencepiece_model.proto. ----
-struct Wire {
-  const uint8_t* p;
-  const uint8_t* end;
-  bool done() const { return p >= end; }
-  uint64_t varint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p >= end) throw std::runtime_error("truncated varint");
-      const uint8_t b = *p++;
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return v;
-    }
-    throw std::runtime_error("bad varint");
-  }
-  std::string_view bytes() {
-    const uint64_t n = varint();
-    if (n > static_cast<uint64_t>(end - p)) throw std::runtime_error("truncated field");
-    const std::string_view s(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
-    p += n;
-    return s;
-  }
-  uint32_t fixed32() {
-    if (end - p < 4) throw std::runtime_error("truncated fixed32");
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    p += 4;
-    return v;
-  }
-  void skip(uint32_t wire) {
-    switch (wire) {
-      case 0: varint(); break;
-      case 1: if (end - p < 8) throw std::runtime_error("truncated"); p += 8; break;
-      case 2: bytes(); break;
-      case 5: fixed32(); break;
-      default: throw std::runtime_error("unsupported wire type");
-    }
-  }
-  static Wire of(std::string_view s) {
-    return {reinterpret_cast<const uint8_t*>(s.data()), reinterpret_cast<const uint8_t*>(s.data()) + s.size()};
-  }
-};
-
-enum PieceType : int { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
 
 // SentencePiece's DecodeUTF8 + IsValidDecodeUTF8: the length of the valid character at s[i], 0 when invalid
 // (SentencePiece then consumes one byte and writes U+FFFD).
@@ -105,7 +61,7 @@ struct SvHash {
 
 // Per-thread state: the chunk cache (chunk -> ids in `arena`) and scratch buffers.
 struct ThreadState {
-  const FastBpe* owner = nullptr;
+  uint64_t owner = 0;  // FastBpe::instance_ of the model the cache holds ids of
   std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, SvHash, std::equal_to<>> cache;
   std::vector<int32_t> arena;
   std::string norm;
@@ -122,6 +78,7 @@ struct ThreadState {
   std::vector<Pair> heap;
 };
 thread_local ThreadState t_state;
+std::atomic<uint64_t> g_instances{0};
 constexpr size_t kMaxCacheEntries = size_t{1} << 19;
 constexpr size_t kMaxCachedChunk = 48;  // bytes
 
@@ -132,58 +89,30 @@ std::unique_ptr<FastBpe> FastBpe::create(const std::string& model_bytes, std::st
     if (why) *why = reason;
     return std::unique_ptr<FastBpe>();
   };
+  std::string reason;
+  std::optional<SpModel> sp = SpModel::try_parse(model_bytes, &reason);
+  if (!sp) return fail("cannot parse the model: " + reason);
   std::unique_ptr<FastBpe> m(new FastBpe());
-  std::vector<int> types;
+  m->instance_ = ++g_instances;
+  // The settings this encoder depends on, with the proto's defaults for fields the file leaves out.
   int64_t model_type = 1;
   bool byte_fallback = false, ws_suffix = false, remove_extra = true, escape = true;
   std::string_view charsmap;
   try {
-    Wire w = Wire::of(model_bytes);
-    while (!w.done()) {
-      const uint64_t key = w.varint();
-      const auto field = static_cast<uint32_t>(key >> 3), wire = static_cast<uint32_t>(key & 7);
-      if (field == 1 && wire == 2) {  // SentencePiece { piece = 1; score = 2; type = 3 }
-        Wire p = Wire::of(w.bytes());
-        std::string piece;
-        float score = 0;
-        int type = kNormal;
-        while (!p.done()) {
-          const uint64_t k = p.varint();
-          const auto f = static_cast<uint32_t>(k >> 3), t = static_cast<uint32_t>(k & 7);
-          if (f == 1 && t == 2) piece = std::string(p.bytes());
-          else if (f == 2 && t == 5) {
-            const uint32_t bits = p.fixed32();
-            std::memcpy(&score, &bits, 4);
-          } else if (f == 3 && t == 0) type = static_cast<int>(p.varint());
-          else p.skip(t);
-        }
-        m->pieces_.push_back(std::move(piece));
-        m->scores_.push_back(score);
-        types.push_back(type);
-      } else if (field == 2 && wire == 2) {  // TrainerSpec
-        Wire t = Wire::of(w.bytes());
-        while (!t.done()) {
-          const uint64_t k = t.varint();
-          const auto f = static_cast<uint32_t>(k >> 3), ty = static_cast<uint32_t>(k & 7);
-          if (f == 3 && ty == 0) model_type = static_cast<int64_t>(t.varint());
-          else if (f == 24 && ty == 0) ws_suffix = t.varint() != 0;
-          else if (f == 35 && ty == 0) byte_fallback = t.varint() != 0;
-          else t.skip(ty);
-        }
-      } else if (field == 3 && wire == 2) {  // NormalizerSpec
-        Wire n = Wire::of(w.bytes());
-        while (!n.done()) {
-          const uint64_t k = n.varint();
-          const auto f = static_cast<uint32_t>(k >> 3), ty = static_cast<uint32_t>(k & 7);
-          if (f == 2 && ty == 2) charsmap = n.bytes();
-          else if (f == 3 && ty == 0) m->add_dummy_prefix_ = n.varint() != 0;
-          else if (f == 4 && ty == 0) remove_extra = n.varint() != 0;
-          else if (f == 5 && ty == 0) escape = n.varint() != 0;
-          else n.skip(ty);
-        }
-      } else {
-        w.skip(wire);
-      }
+    for (wire::Reader r(sp->message(2)); !r.done();) {  // TrainerSpec
+      const wire::Field f = r.next();
+      if (f.wire != wire::kVarint) continue;
+      if (f.number == 3) model_type = static_cast<int64_t>(f.varint);
+      else if (f.number == 24) ws_suffix = f.varint != 0;
+      else if (f.number == 35) byte_fallback = f.varint != 0;
+    }
+    for (wire::Reader r(sp->message(3)); !r.done();) {  // NormalizerSpec
+      const wire::Field f = r.next();
+      if (f.number == 2 && f.wire == wire::kLengthDelimited) charsmap = f.payload;
+      if (f.wire != wire::kVarint) continue;
+      if (f.number == 3) m->add_dummy_prefix_ = f.varint != 0;
+      else if (f.number == 4) remove_extra = f.varint != 0;
+      else if (f.number == 5) escape = f.varint != 0;
     }
   } catch (const std::exception& e) {
     return fail(std::string("cannot parse the model: ") + e.what());
@@ -194,22 +123,27 @@ std::unique_ptr<FastBpe> FastBpe::create(const std::string& model_bytes, std::st
   if (!charsmap.empty()) return fail("the normalizer is not identity (it has a precompiled charsmap)");
   if (remove_extra) return fail("remove_extra_whitespaces is on");
   if (!escape) return fail("escape_whitespaces is off");
-  if (m->pieces_.empty()) return fail("no pieces");
+  // All pieces first: the maps below hold views into pieces_, which must not grow after.
+  for (SpPiece& p : sp->pieces) {
+    m->pieces_.push_back(std::move(p.piece));
+    m->scores_.push_back(p.score);
+  }
   int unknowns = 0;
   std::unordered_set<std::string_view> unused;
   for (size_t i = 0; i < m->pieces_.size(); ++i) {
-    const int t = types[i];
+    const PieceType t = sp->pieces[i].type;
     const std::string_view piece = m->pieces_[i];
     if (piece.empty()) return fail("empty piece");
-    if (t == kUnused) {  // checked below: never formed by a merge, so never part of an encoding
+    if (t == PieceType::unused) {  // checked below: never formed by a merge, so never part of an encoding
       unused.insert(piece);
       continue;
     }
-    if (t != kNormal && t != kUnknown && t != kControl && t != kByte)
-      return fail("piece " + std::to_string(i) + " has type " + std::to_string(t) + " (user-defined)");
-    auto& map = t == kNormal ? m->normal_ : m->reserved_;
+    if (t != PieceType::normal && t != PieceType::unknown && t != PieceType::control && t != PieceType::byte)
+      return fail("piece " + std::to_string(i) + " has type " + std::to_string(static_cast<int>(t)) +
+                  " (user-defined)");
+    auto& map = t == PieceType::normal ? m->normal_ : m->reserved_;
     if (!map.emplace(piece, static_cast<int32_t>(i)).second) return fail("duplicate piece " + std::string(piece));
-    if (t == kUnknown) {
+    if (t == PieceType::unknown) {
       m->unk_id_ = static_cast<int32_t>(i);
       ++unknowns;
     }
@@ -272,8 +206,8 @@ void FastBpe::encode(std::string_view text, std::vector<int32_t>& ids) const {
   ids.clear();
   if (text.empty()) return;
   ThreadState& ts = t_state;
-  if (ts.owner != this) {
-    ts.owner = this;
+  if (ts.owner != instance_) {
+    ts.owner = instance_;
     ts.cache.clear();
     ts.arena.clear();
   }

@@ -1,107 +1,17 @@
 #include "polyllama/tokenizer/sp_model.hpp"
 
-#include <cstring>
 #include <stdexcept>
 
 #include "polyllama/core/error.hpp"
+#include "protobuf_wire.hpp"
 
 namespace polyllama {
 
 namespace {
 
-// One protobuf field as it sits in the bytes: number, wire type, payload (varint value or length-delimited
-// bytes) and the whole encoding [begin, end) so it can be copied back untouched.
-struct WireField {
-  uint32_t number = 0, wire = 0;
-  uint64_t varint = 0;
-  uint32_t fixed32 = 0;
-  std::string_view payload;  // wire type 2
-  std::string_view all;      // tag through payload
-};
-
-class WireReader {
- public:
-  explicit WireReader(std::string_view s) : s_(s) {}
-  bool done() const { return pos_ >= s_.size(); }
-  WireField next() {
-    WireField f;
-    const size_t begin = pos_;
-    const uint64_t tag = varint();
-    f.number = static_cast<uint32_t>(tag >> 3);
-    f.wire = static_cast<uint32_t>(tag & 7);
-    switch (f.wire) {
-      case 0: f.varint = varint(); break;
-      case 1: take(8); break;
-      case 2: {
-        const uint64_t n = varint();
-        if (n > s_.size() - pos_) throw std::runtime_error("a length-delimited field runs past the end");
-        f.payload = s_.substr(pos_, static_cast<size_t>(n));
-        pos_ += static_cast<size_t>(n);
-        break;
-      }
-      case 5: {
-        const std::string_view b = take(4);
-        std::memcpy(&f.fixed32, b.data(), 4);
-        break;
-      }
-      default: throw std::runtime_error("unsupported wire type " + std::to_string(f.wire));
-    }
-    if (f.number == 0) throw std::runtime_error("field number 0");
-    f.all = s_.substr(begin, pos_ - begin);
-    return f;
-  }
-
- private:
-  uint64_t varint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos_ >= s_.size()) throw std::runtime_error("truncated varint");
-      const auto b = static_cast<uint8_t>(s_[pos_++]);
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return v;
-    }
-    throw std::runtime_error("varint longer than 10 bytes");
-  }
-  std::string_view take(size_t n) {
-    if (n > s_.size() - pos_) throw std::runtime_error("truncated field");
-    const std::string_view r = s_.substr(pos_, n);
-    pos_ += n;
-    return r;
-  }
-  std::string_view s_;
-  size_t pos_ = 0;
-};
-
-void put_varint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-void put_tag(std::string& out, uint32_t number, uint32_t wire) { put_varint(out, (uint64_t{number} << 3) | wire); }
-void put_bytes(std::string& out, uint32_t number, std::string_view b) {
-  put_tag(out, number, 2);
-  put_varint(out, b.size());
-  out.append(b);
-}
-void put_float(std::string& out, uint32_t number, float f) {
-  put_tag(out, number, 5);
-  char b[4];
-  std::memcpy(b, &f, 4);
-  out.append(b, 4);
-}
-// int32 fields are written as 64-bit two's complement varints (protobuf's rule for negatives such as pad_id -1).
-void put_int(std::string& out, uint32_t number, int64_t v) {
-  put_tag(out, number, 0);
-  put_varint(out, static_cast<uint64_t>(v));
-}
-
-float as_float(uint32_t bits) {
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
+using wire::put_bytes;
+using wire::put_float;
+using wire::put_int;
 
 const SpModel::Field* find_field(const std::vector<SpModel::Field>& fields, uint32_t number) {
   for (const auto& f : fields)
@@ -110,18 +20,15 @@ const SpModel::Field* find_field(const std::vector<SpModel::Field>& fields, uint
 }
 
 // The payload of a top-level message field (the bytes after tag and length).
-std::string_view payload_of(const SpModel::Field& f) {
-  WireReader r(f.bytes);
-  return r.next().payload;
-}
+std::string_view payload_of(const SpModel::Field& f) { return wire::Reader(f.bytes).next().payload; }
 
 // Rewrites the payload of message `msg` with `set` replacing (or appending) the given scalar fields.
 std::string rewrite_message(std::string_view msg, const std::map<uint32_t, std::string>& set) {
   std::string out;
   std::map<uint32_t, bool> written;
-  WireReader r(msg);
+  wire::Reader r(msg);
   while (!r.done()) {
-    const WireField f = r.next();
+    const wire::Field f = r.next();
     auto it = set.find(f.number);
     if (it == set.end()) {
       out.append(f.all);
@@ -135,34 +42,53 @@ std::string rewrite_message(std::string_view msg, const std::map<uint32_t, std::
   return out;
 }
 
+// The pieces decoded, every other field kept as bytes; throws std::runtime_error saying what is wrong.
+SpModel decode(const std::string& model_bytes) {
+  SpModel m;
+  wire::Reader r(model_bytes);
+  while (!r.done()) {
+    const wire::Field f = r.next();
+    if (f.number != 1 || f.wire != wire::kLengthDelimited) {
+      m.fields.push_back({f.number, std::string(f.all)});
+      continue;
+    }
+    SpPiece p;  // SentencePiece { piece = 1, score = 2, type = 3 }
+    p.raw = std::string(f.all);
+    wire::Reader pr(f.payload);
+    while (!pr.done()) {
+      const wire::Field g = pr.next();
+      if (g.number == 1 && g.wire == wire::kLengthDelimited) p.piece = std::string(g.payload);
+      else if (g.number == 2 && g.wire == wire::kFixed32) p.score = g.as_float();
+      else if (g.number == 3 && g.wire == wire::kVarint) p.type = static_cast<PieceType>(g.varint);
+    }
+    m.pieces.push_back(std::move(p));
+  }
+  if (m.pieces.empty()) throw std::runtime_error("no pieces");
+  return m;
+}
+
 }  // namespace
 
 SpModel SpModel::parse(const std::string& model_bytes, const std::string& where) {
-  SpModel m;
   try {
-    WireReader r(model_bytes);
-    while (!r.done()) {
-      const WireField f = r.next();
-      if (f.number == 1 && f.wire == 2) {
-        SpPiece p;
-        p.raw = std::string(f.all);
-        WireReader pr(f.payload);
-        while (!pr.done()) {
-          const WireField g = pr.next();
-          if (g.number == 1 && g.wire == 2) p.piece = std::string(g.payload);
-          else if (g.number == 2 && g.wire == 5) p.score = as_float(g.fixed32);
-          else if (g.number == 3 && g.wire == 0) p.type = static_cast<PieceType>(g.varint);
-        }
-        m.pieces.push_back(std::move(p));
-      } else {
-        m.fields.push_back({f.number, std::string(f.all)});
-      }
-    }
+    return decode(model_bytes);
   } catch (const std::runtime_error& e) {
     fail_input(where + ": not a SentencePiece model (" + e.what() + ")");
   }
-  if (m.pieces.empty()) fail_input(where + ": not a SentencePiece model (no pieces)");
-  return m;
+}
+
+std::optional<SpModel> SpModel::try_parse(const std::string& model_bytes, std::string* why) {
+  try {
+    return decode(model_bytes);
+  } catch (const std::runtime_error& e) {
+    if (why) *why = e.what();
+    return std::nullopt;
+  }
+}
+
+std::string_view SpModel::message(uint32_t number) const {
+  const Field* f = find_field(fields, number);
+  return f ? payload_of(*f) : std::string_view();
 }
 
 std::string SpModel::serialize() const {
@@ -183,13 +109,11 @@ std::string SpModel::serialize() const {
 }
 
 int64_t SpModel::trainer_vocab_size() const {
-  const Field* ts = find_field(fields, 2);
-  if (!ts) return 0;
-  WireReader r(payload_of(*ts));
+  wire::Reader r(message(2));
   int64_t v = 0;
   while (!r.done()) {
-    const WireField f = r.next();
-    if (f.number == 4 && f.wire == 0) v = static_cast<int64_t>(f.varint);
+    const wire::Field f = r.next();
+    if (f.number == 4 && f.wire == wire::kVarint) v = static_cast<int64_t>(f.varint);
   }
   return v;
 }
@@ -231,43 +155,32 @@ std::map<std::string, std::string> SpModel::segmentation_flags() const {
                                               {"add_dummy_prefix", "true"},
                                               {"remove_extra_whitespaces", "true"}};
   auto b = [](uint64_t v) { return std::string(v ? "true" : "false"); };
-  auto i32 = [](uint64_t v) { return std::to_string(static_cast<int32_t>(static_cast<uint32_t>(v))); };
-  if (const Field* ts = find_field(fields, 2)) {
-    WireReader r(payload_of(*ts));
-    while (!r.done()) {
-      const WireField f = r.next();
-      switch (f.number) {
-        case 3: {
-          static const char* kTypes[] = {"", "unigram", "bpe", "word", "char"};
-          if (f.varint >= 1 && f.varint <= 4) flags["model_type"] = kTypes[f.varint];
-          break;
-        }
-        case 10: flags["character_coverage"] = std::to_string(as_float(f.fixed32)); break;
-        case 35: flags["byte_fallback"] = b(f.varint); break;
-        case 25: flags["split_digits"] = b(f.varint); break;
-        case 21: flags["split_by_unicode_script"] = b(f.varint); break;
-        case 23: flags["split_by_number"] = b(f.varint); break;
-        case 22: flags["split_by_whitespace"] = b(f.varint); break;
-        case 24: flags["treat_whitespace_as_suffix"] = b(f.varint); break;
-        case 26: flags["allow_whitespace_only_pieces"] = b(f.varint); break;
-        case 20: flags["max_sentencepiece_length"] = i32(f.varint); break;
-        case 18: flags["max_sentence_length"] = i32(f.varint); break;
-        case 40: flags["unk_id"] = i32(f.varint); break;
-        case 41: flags["bos_id"] = i32(f.varint); break;
-        case 42: flags["eos_id"] = i32(f.varint); break;
-        case 43: flags["pad_id"] = i32(f.varint); break;
-        default: break;
-      }
-    }
+  // TrainerSpec fields by number, besides model_type (3) and character_coverage (10).
+  static const std::map<uint32_t, const char*> kBools = {
+      {35, "byte_fallback"},       {25, "split_digits"},        {21, "split_by_unicode_script"},
+      {23, "split_by_number"},     {22, "split_by_whitespace"}, {24, "treat_whitespace_as_suffix"},
+      {26, "allow_whitespace_only_pieces"}};
+  static const std::map<uint32_t, const char*> kInt32s = {
+      {20, "max_sentencepiece_length"}, {18, "max_sentence_length"}, {40, "unk_id"}, {41, "bos_id"},
+      {42, "eos_id"},                   {43, "pad_id"}};
+  static const char* kTypes[] = {"", "unigram", "bpe", "word", "char"};
+  for (wire::Reader r(message(2)); !r.done();) {  // TrainerSpec
+    const wire::Field f = r.next();
+    if (const auto it = kBools.find(f.number); it != kBools.end())
+      flags[it->second] = b(f.varint);
+    else if (const auto it32 = kInt32s.find(f.number); it32 != kInt32s.end())
+      flags[it32->second] = std::to_string(static_cast<int32_t>(static_cast<uint32_t>(f.varint)));
+    else if (f.number == 3 && f.varint >= 1 && f.varint <= 4)
+      flags["model_type"] = kTypes[f.varint];
+    else if (f.number == 10)
+      flags["character_coverage"] = std::to_string(f.as_float());
   }
-  if (const Field* ns = find_field(fields, 3)) {
-    WireReader r(payload_of(*ns));
-    while (!r.done()) {
-      const WireField f = r.next();
-      if (f.number == 1 && f.wire == 2 && !f.payload.empty()) flags["normalization_rule_name"] = std::string(f.payload);
-      if (f.number == 3) flags["add_dummy_prefix"] = b(f.varint);
-      if (f.number == 4) flags["remove_extra_whitespaces"] = b(f.varint);
-    }
+  for (wire::Reader r(message(3)); !r.done();) {  // NormalizerSpec
+    const wire::Field f = r.next();
+    if (f.number == 1 && f.wire == wire::kLengthDelimited && !f.payload.empty())
+      flags["normalization_rule_name"] = std::string(f.payload);
+    if (f.number == 3) flags["add_dummy_prefix"] = b(f.varint);
+    if (f.number == 4) flags["remove_extra_whitespaces"] = b(f.varint);
   }
   return flags;
 }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "polyllama/tokenizer/extend.hpp"
@@ -80,6 +81,34 @@ TEST(SpModel, RoundTripsByteForByte) {
       if (m.fields[i].number != 2) EXPECT_EQ(back.fields[i].bytes, m.fields[i].bytes);
   }
   EXPECT_EQ(test::error_of([] { SpModel::parse("not a model", "x.model"); }).first, 1);
+}
+
+// Damaged bytes are refused saying what is wrong: exit 1 from parse, the reason from try_parse (which callers
+// with a fallback use); a good model gives try_parse every piece with its type.
+TEST(SpModel, RefusesDamagedBytesSayingWhy) {
+  const std::string bytes = slurp(test::fixture("hf_tiny/tokenizer.model"));
+  const auto [code, msg] = test::error_of([&] { SpModel::parse(bytes.substr(0, bytes.size() - 3), "cut.model"); });
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(msg.find("cut.model: not a SentencePiece model ("), std::string::npos) << msg;
+  const std::pair<std::string, std::string> cases[] = {
+      {bytes.substr(0, bytes.size() - 3), "bytes, "},      // the last field's payload cut short
+      {std::string("\x0a\xff", 2), "truncated length"},   // field 1's length varint cut short
+      {std::string(11, '\xff'), "longer than 10 bytes"},  // a tag varint that never ends
+      {"not a model", "unsupported wire type 6"},           // 'n' = field 13, wire type 6
+      {std::string("\x00\x00", 2), "field number 0"},
+      {"", "no pieces"}};
+  for (const auto& [damaged, why_part] : cases) {
+    std::string why;
+    EXPECT_FALSE(SpModel::try_parse(damaged, &why)) << why_part;
+    EXPECT_NE(why.find(why_part), std::string::npos) << why;
+  }
+  std::string why;
+  const std::optional<SpModel> m = SpModel::try_parse(bytes, &why);
+  ASSERT_TRUE(m) << why;
+  EXPECT_EQ(static_cast<int64_t>(m->pieces.size()), Tokenizer::from_bytes(bytes, "tiny").vocab_size());
+  EXPECT_EQ(m->pieces[0].piece, "<unk>");
+  EXPECT_EQ(m->pieces[0].type, PieceType::unknown);
+  EXPECT_EQ(m->pieces[1].type, PieceType::control);  // <s>
 }
 
 TEST(SpModel, SegmentationFlagsAreTheBasesOwn) {

@@ -1,6 +1,7 @@
 // FastBpe gives exactly SentencePiece's ids: on real corpora (LLaMA 2's tokenizer when ../shared/data has
 // it), on random text built from the awkward cases (space runs, newlines, every script, emoji, malformed UTF-8,
-// NUL, a literal U+2581), and with a small tokenizer trained here; unsupported models are refused with a reason.
+// NUL, a literal U+2581), and with a small tokenizer trained here; unsupported models are refused with a reason;
+// a model made at a freed one's address gets none of its cached ids.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -100,6 +101,28 @@ TEST(FastBpe, MatchesSentencePieceOnATrainedModelAndRefusesUnigram) {
   EXPECT_FALSE(FastBpe::create(uni.model_bytes(), &why));
   EXPECT_NE(why.find("not a BPE model"), std::string::npos) << why;
   EXPECT_FALSE(FastBpe::create("not a model", &why));
+}
+
+// Each thread caches chunk ids per model: a model made where a freed one was (the allocator reuses addresses)
+// must not be handed the freed model's ids.
+TEST(FastBpe, ANewModelNeverSeesAFreedModelsCache) {
+  const std::string dir = test::temp_dir("fast_bpe_reuse");
+  {
+    std::ofstream f(dir + "/text.txt");
+    for (int i = 0; i < 200; ++i) f << "The baker opens the door " << i << " and the town smells of bread.\n";
+  }
+  train_sentencepiece({dir + "/text.txt"}, dir + "/a.model", 300, {});
+  const Tokenizer toks[2] = {Tokenizer::from_file(dir + "/a.model"),
+                             Tokenizer::from_file(test::fixture("hf_tiny/tokenizer.model"))};
+  const std::string text = "The baker opens the door and the town smells of bread.";
+  ASSERT_NE(toks[0].encode(text), toks[1].encode(text));  // else a stale cache would go unnoticed
+  for (int round = 0; round < 20; ++round) {
+    const Tokenizer& tok = toks[round % 2];
+    std::string why;
+    const auto fast = FastBpe::create(tok.model_bytes(), &why);
+    ASSERT_TRUE(fast) << why;
+    ASSERT_TRUE(same_ids(tok, *fast, text)) << "round " << round;
+  }
 }
 
 // An extended tokenizer (new pieces after the base's, unused padding) encodes exactly as SentencePiece, the

@@ -1,9 +1,10 @@
 // `tokenizer stats`: code points go to the right script; per-script counts add up to the tokenizer's own
-// token count and the text's character count; byte-fallback pieces are attributed to the character they
-// spell; and on real corpora LLaMA 2's tokenizer shows the known picture (Chinese in bytes, English ~1.3
-// tokens per word).
+// token count (for each of two different tokenizers side by side) and the text's character count; byte-fallback
+// pieces are attributed to the character they spell; and on real corpora LLaMA 2's tokenizer shows the known
+// picture (Chinese in bytes, English ~1.3 tokens per word).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -64,12 +65,34 @@ TEST_F(Llama2Stats, CountsAddUp) {
   EXPECT_GE(s.scripts[static_cast<size_t>(Script::han)].per_tokenizer[0].byte_tokens, 3);
   EXPECT_EQ(s.scripts[static_cast<size_t>(Script::other)].per_tokenizer[0].byte_tokens, 4);
   EXPECT_EQ(s.scripts[static_cast<size_t>(Script::other)].per_tokenizer[0].tokens, 4);
-  // Two tokenizers side by side: identical here, so the table says 1.000x and the JSON parses.
+  // Two different tokenizers side by side, LLaMA 2's and the 300-piece one of tests/fixtures/hf_tiny: each
+  // one's per-script tokens add up to what SentencePiece itself gives it (Tokenizer::encode, not the
+  // StatsTokenizer path under test), and "vs 1st" is the ratio of those totals.
+  const std::string tiny_path = test::fixture("hf_tiny/tokenizer.model");
+  const Tokenizer tiny = Tokenizer::from_file(tiny_path);
+  const StatsTokenizer tiny_stats(tiny.model_bytes(), tiny_path);
   TextStats two;
-  add_document_stats(text, {stats_tok_.get(), stats_tok_.get()}, two);
-  const std::vector<TokenizerInfo> infos = {{"a.model", tok_->checksum(), tok_->vocab_size(), 256},
-                                            {"b.model", tok_->checksum(), tok_->vocab_size(), 256}};
-  EXPECT_NE(stats_table(infos, {two}).find("1.000x"), std::string::npos);
+  add_document_stats(text, {stats_tok_.get(), &tiny_stats}, two);
+  const int64_t want[2] = {static_cast<int64_t>(tok_->encode(text).size()),
+                           static_cast<int64_t>(tiny.encode(text).size())};
+  for (size_t t = 0; t < 2; ++t) {
+    int64_t sum = 0;
+    for (const ScriptStats& sc : two.scripts) sum += sc.per_tokenizer[t].tokens;
+    EXPECT_EQ(sum, want[t]) << "tokenizer " << t + 1;
+    EXPECT_EQ(two.total.per_tokenizer[t].tokens, want[t]) << "tokenizer " << t + 1;
+  }
+  char ratio[32];
+  std::snprintf(ratio, sizeof ratio, "%.3fx", static_cast<double>(want[1]) / static_cast<double>(want[0]));
+  ASSERT_STRNE(ratio, "1.000x") << "the two tokenizers must differ on this text for the check to mean anything";
+  const std::vector<TokenizerInfo> infos = {
+      {"llama2.model", tok_->checksum(), tok_->vocab_size(), stats_tok_->byte_pieces()},
+      {"tiny.model", tiny.checksum(), tiny.vocab_size(), tiny_stats.byte_pieces()}};
+  std::istringstream table(stats_table(infos, {two}));
+  std::string line, total_row;
+  while (std::getline(table, line))
+    if (line.rfind("total ", 0) == 0) total_row = line;
+  ASSERT_FALSE(total_row.empty()) << stats_table(infos, {two});
+  EXPECT_TRUE(total_row.ends_with(std::string(" ") + ratio)) << total_row << "\nwant " << ratio;
   const auto j = nlohmann::json::parse(stats_json(infos, {two}));
   EXPECT_EQ(j["inputs"][0]["scripts"]["Han"]["tokenizers"][1]["tokens"].get<int64_t>(),
             two.scripts[static_cast<size_t>(Script::han)].per_tokenizer[1].tokens);

@@ -37,6 +37,9 @@ class FastBpe {
   void encode_chunk(std::string_view chunk, std::vector<int32_t>& ids) const;
   bool may_join(uint32_t a, uint32_t b) const;
 
+  // Names this model to the per-thread chunk caches: unlike its address, never reused by a later model (a
+  // cache keyed by address gave a new model at a freed one's address the old model's ids).
+  uint64_t instance_ = 0;
   std::vector<std::string> pieces_;
   std::vector<float> scores_;
   std::unordered_map<std::string_view, int32_t> normal_;    // NORMAL pieces: the merge candidates

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,9 +36,14 @@ struct SpModel {
 
   // `where` names the file in errors (exit 1).
   static SpModel parse(const std::string& model_bytes, const std::string& where);
+  // The same for callers with a fallback (FastBpe, `convert` naming special tokens): std::nullopt when the
+  // bytes are not a readable model, with the reason in *why (unless null).
+  static std::optional<SpModel> try_parse(const std::string& model_bytes, std::string* why);
   // Pieces first, then the other fields in their order, as SentencePiece itself writes a model.
   std::string serialize() const;
 
+  // The payload of top-level message field `number` (2 trainer_spec, 3 normalizer_spec), empty when absent.
+  std::string_view message(uint32_t number) const;
   // trainer_spec.vocab_size (0 when absent); the setter rewrites that one field in place.
   int64_t trainer_vocab_size() const;
   void set_trainer_vocab_size(int64_t n);
