@@ -5,10 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "polyllama/backend/backend_factory.hpp"
-#include "polyllama/backend/cpu/cpu_backend.hpp"
-#ifdef POLYLLAMA_HAVE_CUDA
-#include "polyllama/backend/cuda/cuda_backend.hpp"
-#endif
 #include "polyllama/core/log.hpp"
 #include "verbs.hpp"
 
@@ -19,25 +15,6 @@ const char* attention_option_help() {
          "attention for the bf16 causal case; calls it cannot take (packed sft rows with spans, f32) and shapes it "
          "refuses (logged once, with cuDNN's reason) run the own kernels, so the run never fails for it. The "
          "end of the run says which ran how often";
-}
-
-void apply_attention_option(Backend& backend, const std::string& attention) {
-#ifdef POLYLLAMA_HAVE_CUDA
-  if (auto* gpu = dynamic_cast<CudaBackend*>(&backend)) {
-    gpu->set_attention(parse_attention_impl(attention));
-    return;
-  }
-#endif
-  if (attention != "own")
-    fail_input("--attention " + attention + " selects GPU attention kernels: it needs --device cuda");
-}
-
-void log_attention_summary(const Backend& backend) {
-#ifdef POLYLLAMA_HAVE_CUDA
-  if (const auto* gpu = dynamic_cast<const CudaBackend*>(&backend)) log_info(gpu->attention_summary());
-#else
-  (void)backend;
-#endif
 }
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
@@ -138,9 +115,10 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   const int gpus = o.device == "cuda" ? cuda_device_count() : 0;
   m.backend = make_backend(o.device, o.threads, gpus > 0 ? node_local_rank(MPI_COMM_WORLD) % gpus : 0);
   m.parallel->attach(*m.backend);  // NCCL for the tp and dp groups of a GPU job
-  apply_attention_option(*m.backend, o.attention);
-  m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32, /*mixed_precision=*/o.device == "cuda",
-                                         m.parallel.get());
+  m.backend->set_attention(o.attention);
+  // The GPU computes in bf16 with f32 master weights; a backend without bf16 ops (the CPU) in f32 throughout.
+  m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32,
+                                         m.backend->supports(Op::matmul, DType::bf16), m.parallel.get());
   load_model_weights(start.dir + "/model.h5", *m.model);
   m.model->allocate_activations(o.train.micro_batch, o.train.seq_len, o.recompute, o.recompute_layers);
   return m;
@@ -149,9 +127,7 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
 int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& model, const SampleStream& train,
                  const SampleStream* val) {
   const ModelConfig& cfg = start.cfg;
-  const auto* cpu = dynamic_cast<const CpuBackend*>(&model.backend());
-  std::string where = cpu ? std::to_string(cpu->threads()) + " threads"
-                          : std::string(model.backend().name()) + ", bf16 mixed precision";
+  std::string where = model.backend().description() + (model.mixed_precision() ? ", bf16 mixed precision" : "");
   if (const ParallelContext* p = model.parallel(); p && p->dims().tp * p->dims().dp > 1)
     where += fmt(" per rank | tp %d x dp %d", p->dims().tp, p->dims().dp);
   log_info(fmt("model: %.2fM params, %lld layers, hidden %lld, heads %lld/%lld kv, vocab %lld | %zu MiB weights, "
@@ -164,7 +140,7 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
   if (start.resuming) trainer.resume_from(start.dir);  // --init-from takes weights only: a new run starts at step 0
   install_stop_signal_handlers();
   const TrainResult r = trainer.run();
-  log_attention_summary(model.backend());
+  if (!model.backend().attention_summary().empty()) log_info(model.backend().attention_summary());
   if (const ParallelContext* p = model.parallel(); p && p->dims().tp * p->dims().dp > 1)
     log_info("collectives (rank 0): " + p->traffic_summary());
   int world_rank = 0;  // one summary line per run, not per rank

@@ -10,7 +10,8 @@
 #include "polyllama/ckpt/checkpoint.hpp"
 #include "polyllama/model/config.hpp"
 #include "polyllama/model/llama.hpp"
-#include "polyllama/optim/adamw.hpp"
+#include "polyllama/ckpt/model_io.hpp"
+#include "polyllama/optim/optim_config.hpp"
 #include "polyllama/parallel/parallel.hpp"
 #include "polyllama/tokenizer/tokenizer.hpp"
 #include "polyllama/train/trainer.hpp"
@@ -34,11 +35,9 @@ struct TrainOptions {
 // --run-dir, --init-from, --no-resume, the schedule, batch and optimizer flags, --threads, --device, --json.
 void add_train_options(CLI::App* cmd, TrainOptions& o);
 
-// --attention own|cudnn (pretrain, sft, bench): its help text; applied to a backend (cudnn needs the CUDA one,
-// fails with exit 1 elsewhere); and the end-of-run line saying which kernels ran (nothing on the CPU).
+// --attention own|cudnn (pretrain, sft, bench): its help text. Backend::set_attention applies it (cudnn needs the
+// CUDA backend, fails with exit 1 elsewhere).
 const char* attention_option_help();
-void apply_attention_option(Backend& backend, const std::string& attention);
-void log_attention_summary(const Backend& backend);
 
 // The checkpoint a run starts from: RUN/ckpt/latest when present (resuming), else --init-from.
 struct StartPoint {

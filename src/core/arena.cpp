@@ -5,10 +5,6 @@
 
 namespace polyllama {
 
-namespace {
-constexpr int64_t kAlignElems = 16;  // 64-byte alignment for fp32, 128 for fp64: whole cache lines per tensor
-}
-
 int Arena::reserve(std::initializer_list<int64_t> dims) {
   PL_CHECK(!base_, "arena " + name_ + " already allocated");
   Slot s{{0, 0, 0, 0}, 0, total_elems_};
@@ -17,7 +13,7 @@ int Arena::reserve(std::initializer_list<int64_t> dims) {
     s.shape[static_cast<size_t>(s.ndim++)] = d;
     n *= d;
   }
-  total_elems_ += (n + kAlignElems - 1) / kAlignElems * kAlignElems;
+  total_elems_ += padded_elems(n);  // 64-byte alignment for fp32, 128 for fp64: whole cache lines per tensor
   slots_.push_back(s);
   return static_cast<int>(slots_.size()) - 1;
 }

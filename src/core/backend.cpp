@@ -23,6 +23,12 @@ void check_rope_args(Tensor x, Tensor cos, Tensor sin, const int32_t* positions)
                x.shape_str());
 }
 
+void Backend::set_attention(const std::string& impl) {
+  if (impl != "own")
+    fail_input("--attention " + impl + " selects GPU attention kernels: it needs --device cuda, not the " +
+               std::string(name()) + " backend");
+}
+
 // Host memory: what every backend whose ops run on the CPU uses.
 void* Backend::device_alloc(size_t bytes) {
   void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);

@@ -23,6 +23,9 @@ class Arena {
 
   // Returns a handle; the tensor is valid after allocate().
   int reserve(std::initializer_list<int64_t> dims);
+  // The elements a tensor of n elements takes in an arena: each starts on a 16-element boundary (whole cache
+  // lines), so n rounded up to a multiple of 16. What `plan` sizes arenas with.
+  static int64_t padded_elems(int64_t n) { return (n + 15) / 16 * 16; }
   void allocate(bool zero = true);
   Tensor get(int handle) const;
   // The whole arena as one flat tensor (for passes over every parameter at once).

@@ -4,6 +4,7 @@
 // overwritten, `+=` accumulate (weight and residual-stream gradients accumulate).
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "polyllama/core/tensor.hpp"
@@ -49,6 +50,25 @@ class Backend {
   virtual void download(void* host_dst, Tensor src);      // src.bytes() into host memory
   // Waits until every op issued so far has finished (ops of asynchronous backends return before they run).
   virtual void synchronize() {}
+
+  // What the backend runs on, for logs and benchmark lines: "cpu, 2 threads (OpenBLAS haswell)" or the GPU's
+  // name, compute capability and memory.
+  virtual std::string description() const { return name(); }
+  // The dense rate this device reaches on an n x n x n product in the dtype training computes in (CPU: fp32
+  // sgemm; GPU: bf16 tensor cores), best of `reps`, in TFLOP/s: the practical ceiling a training step is
+  // measured against. 0 when the backend cannot measure it.
+  virtual double measure_matmul_tflops(int64_t n, int reps) { (void)n, (void)reps; return 0.0; }
+  // The device's dense peak in that dtype (TFLOP/s) for the model-FLOPs utilization; 0 when not known.
+  virtual double peak_tflops() const { return 0.0; }
+
+  // The attention kernels, by the name `--attention` takes: "own" (the backend's own kernels, every backend) or
+  // "cudnn" (cuDNN's fused attention, the CUDA backend in a build with cuDNN). A backend without the choice fails
+  // (exit 1) for anything but "own", naming what it needs.
+  virtual void set_attention(const std::string& impl);
+  // Which kernels ran the attention calls so far (empty where there is no choice), and how many of the calls a
+  // vendor library's fused attention took (forward and backward).
+  virtual std::string attention_summary() const { return {}; }
+  virtual int64_t fused_attention_calls() const { return 0; }
 
   // Mixed precision (backends that support bf16): an op may take bf16 activations with f32 statistics (rstd,
   // saved attention state, per-row loss) and f32 parameter gradients (dw of rmsnorm_backward, dtable of

@@ -20,6 +20,12 @@ class ProfilingBackend final : public Backend {
   void upload(Tensor dst, const void* src) override { in_.upload(dst, src); }
   void download(void* dst, Tensor src) override { in_.download(dst, src); }
   void synchronize() override { in_.synchronize(); }
+  std::string description() const override { return in_.description(); }
+  double measure_matmul_tflops(int64_t n, int reps) override { return in_.measure_matmul_tflops(n, reps); }
+  double peak_tflops() const override { return in_.peak_tflops(); }
+  void set_attention(const std::string& impl) override { in_.set_attention(impl); }
+  std::string attention_summary() const override { return in_.attention_summary(); }
+  int64_t fused_attention_calls() const override { return in_.fused_attention_calls(); }
 
   void matmul(Tensor c, Tensor a, Tensor b, bool ta, bool tb, double alpha, double beta) override;
   void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) override;

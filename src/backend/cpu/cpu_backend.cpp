@@ -50,6 +50,12 @@ int CpuBackend::threads() const {
 #endif
 }
 
+std::string CpuBackend::description() const {
+  return "cpu, " + std::to_string(threads()) + " threads, " + blas_description();
+}
+
+double CpuBackend::measure_matmul_tflops(int64_t n, int reps) { return measure_sgemm_gflops(n, reps) / 1e3; }
+
 bool CpuBackend::supports(Op op, DType dtype) const {
   return op < Op::count && (dtype == DType::f32 || dtype == DType::f64);
 }

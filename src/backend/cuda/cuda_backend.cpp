@@ -256,6 +256,13 @@ std::string CudaBackend::attention_summary() const {
   return "attention own: the backend's flash kernels";
 }
 
+std::string CudaBackend::description() const {
+  return device_name() + " (sm_" + std::to_string(compute_capability()) + ", " +
+         std::to_string(device_memory_bytes() >> 20) + " MiB)";
+}
+
+double CudaBackend::peak_tflops() const { return bf16_peak_tflops(device_name()); }
+
 int64_t CudaBackend::cudnn_attention_calls(bool backward) const {
 #ifdef POLYLLAMA_HAVE_CUDNN
   if (ctx_->sdpa) return backward ? ctx_->sdpa->counts().bwd : ctx_->sdpa->counts().fwd;

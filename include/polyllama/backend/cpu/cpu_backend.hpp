@@ -14,6 +14,8 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
   bool supports(Op op, DType dtype) const override;
   int threads() const;
+  std::string description() const override;  // "cpu, 2 threads, OpenBLAS haswell"
+  double measure_matmul_tflops(int64_t n, int reps) override;  // fp32 sgemm (measure_sgemm_gflops / 1000)
 
   void matmul(Tensor c, Tensor a, Tensor b, bool trans_a, bool trans_b, double alpha, double beta) override;
   void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, double eps) override;

@@ -77,13 +77,15 @@ class CudaBackend final : public Backend {
 
   // Selects the attention kernels for the calls that follow. cudnn on a build without cuDNN fails (exit 1).
   void set_attention(AttentionImpl impl);
+  void set_attention(const std::string& impl) override { set_attention(parse_attention_impl(impl)); }
   AttentionImpl attention() const;
   // Whether this build has the cuDNN path (cuDNN was found at configure time).
   static bool cudnn_built();
   // Which kernels ran the attention calls so far: "own kernels" or the cuDNN counts and refused shapes.
-  std::string attention_summary() const;
+  std::string attention_summary() const override;
   // Attention calls cuDNN ran (0 with the own kernels), forward and backward.
   int64_t cudnn_attention_calls(bool backward) const;
+  int64_t fused_attention_calls() const override { return cudnn_attention_calls(false) + cudnn_attention_calls(true); }
 
   // The device: "NVIDIA H100 80GB HBM3", its memory, its compute capability (90 for sm_90).
   std::string device_name() const;
@@ -95,6 +97,10 @@ class CudaBackend final : public Backend {
   // The cuBLASLt bf16 GEMM rate (fp32 accumulation, bf16 output) of an n x n x n product, best of `reps`,
   // in TFLOP/s: the practical ceiling of a training step.
   double measure_gemm_tflops(int64_t n, int reps);
+  double measure_matmul_tflops(int64_t n, int reps) override { return measure_gemm_tflops(n, reps); }
+  // "NVIDIA H100 80GB HBM3 (sm_90, 81559 MiB)"; the bf16 dense peak by name (bf16_peak_tflops).
+  std::string description() const override;
+  double peak_tflops() const override;
 
   struct Context;  // device context (stream, cuBLASLt handle and plans, workspace, properties, staging)
 
