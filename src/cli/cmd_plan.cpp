@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/error.hpp"
-#include "polyllama/model/plan.hpp"
+#include "polyllama/train/plan.hpp"
 #include "verbs.hpp"
 
 namespace polyllama::cli {

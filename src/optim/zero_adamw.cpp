@@ -5,6 +5,17 @@
 
 namespace polyllama {
 
+std::pair<int64_t, int64_t> zero_row_range(int64_t rows, int dp, int dp_rank) {
+  return {rows * dp_rank / dp, rows * (dp_rank + 1) / dp};
+}
+
+int64_t ZeroAdamW::moment_elems(const std::vector<int64_t>& shape, int dp, int dp_rank) {
+  int64_t row = 1;
+  for (size_t d = 1; d < shape.size(); ++d) row *= shape[d];
+  const auto [r0, r1] = zero_row_range(shape.at(0), dp, dp_rank);
+  return std::max<int64_t>(1, (r1 - r0) * row);
+}
+
 ZeroAdamW::ZeroAdamW(const OptimConfig& cfg, Backend& backend, std::vector<ZeroSlot> slots, const ParallelContext& par,
                      size_t bucket_bytes)
     : cfg_(cfg),
@@ -21,10 +32,11 @@ ZeroAdamW::ZeroAdamW(const OptimConfig& cfg, Backend& backend, std::vector<ZeroS
     fail_input(std::string("data parallelism on the ") + be_.name() + " backend needs its collectives: call " +
                "ParallelContext::attach(backend) before building the optimizer");
   for (size_t i = 0; i < slots_.size(); ++i) {
-    const int64_t R = slots_[i].slot.param.dim(0);
-    own_.push_back({R * dp_rank_ / dp_, R * (dp_rank_ + 1) / dp_});
-    handles_.push_back(m_.reserve({std::max<int64_t>(1, (own_[i].second - own_[i].first) * row_elems(i))}));
-    v_.reserve({std::max<int64_t>(1, (own_[i].second - own_[i].first) * row_elems(i))});
+    const Tensor& p = slots_[i].slot.param;
+    own_.push_back(zero_row_range(p.dim(0), dp_, dp_rank_));
+    const int64_t n = moment_elems(std::vector<int64_t>(p.shape.begin(), p.shape.begin() + p.ndim), dp_, dp_rank_);
+    handles_.push_back(m_.reserve({n}));  // m and v share one layout: one handle serves both
+    v_.reserve({n});
   }
   // Buckets from the last slot backwards: backward finishes the LM head first and the embedding last.
   bucket_of_.assign(slots_.size(), 0);
@@ -91,8 +103,8 @@ ShardSpec ZeroAdamW::state_shard(size_t i) const {
 int64_t ZeroAdamW::rank_elems(const Bucket& b, int r) const {
   int64_t n = 0;
   for (size_t i = b.first; i < b.last; ++i) {
-    const int64_t R = slots_[i].slot.param.dim(0);
-    n += (R * (r + 1) / dp_ - R * r / dp_) * row_elems(i);
+    const auto [r0, r1] = zero_row_range(slots_[i].slot.param.dim(0), dp_, r);
+    n += (r1 - r0) * row_elems(i);
   }
   return n;
 }
@@ -138,7 +150,8 @@ void ZeroAdamW::reduce_bucket(Bucket& b) {
     char* out = static_cast<char*>(send_) + static_cast<size_t>(b.piece * r) * es;
     for (size_t i = b.first; i < b.last; ++i) {
       const Tensor& g = slots_[i].slot.grad;
-      const int64_t R = g.dim(0), w = row_elems(i), r0 = R * r / dp_, r1 = R * (r + 1) / dp_;
+      const int64_t w = row_elems(i);
+      const auto [r0, r1] = zero_row_range(g.dim(0), dp_, r);
       const size_t n = static_cast<size_t>((r1 - r0) * w) * es;
       c.copy(out, static_cast<const char*>(g.data) + static_cast<size_t>(r0 * w) * es, n);
       out += n;
@@ -193,7 +206,8 @@ void ZeroAdamW::step(double lr) {
       const char* in = static_cast<const char*>(send_) + static_cast<size_t>(b.piece * r) * es;
       for (size_t i = b.first; i < b.last; ++i) {
         const Tensor& p = slots_[i].slot.param;
-        const int64_t R = p.dim(0), w = row_elems(i), r0 = R * r / dp_, r1 = R * (r + 1) / dp_;
+        const int64_t w = row_elems(i);
+        const auto [r0, r1] = zero_row_range(p.dim(0), dp_, r);
         const size_t n = static_cast<size_t>((r1 - r0) * w) * es;
         c.copy(static_cast<char*>(p.data) + static_cast<size_t>(r0 * w) * es, in, n);
         in += n;

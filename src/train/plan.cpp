@@ -1,21 +1,28 @@
-// The planner's formulas, all in this file. Each size mirrors an allocation in the code it names, so when that
-// code changes the plan changes here with it:
-//   parameters, gradients, bf16 working copy: LlamaModel::register_params (src/model/llama_params.cpp)
-//   activations and scratch: LlamaModel::allocate_activations (same file, with and without --recompute)
-//   optimizer state: AdamW (src/optim/adamw.cpp), sharded over dp by ZeRO-1 (DESIGN.md section 3)
+// The planner's formulas, all in this file. The parameters and the optimizer state are not re-derived: they come
+// from the lists and functions the code allocates from, so they cannot disagree with it:
+//   parameters, gradients, bf16 working copy: llama_param_specs and tp_shard (src/model/llama_sharding.cpp), the
+//     list LlamaModel::register_params allocates; validate_tensor_parallel refuses what the model refuses
+//   optimizer state: ZeroAdamW::moment_elems and zero_row_range (src/optim/zero_adamw.cpp), ZeRO-1's rows
+//   arena alignment: Arena::padded_elems (src/core/arena.cpp)
+// The other sizes mirror an allocation in the code they name, so when that code changes the plan changes with it:
+//   activations and scratch: LlamaModel::allocate_activations (src/model/llama_params.cpp, with and without
+//     --recompute)
 //   attention state: Backend::attention_saved_elems / attention_scratch_elems (backend/cpu, backend/cuda)
 //   CUDA workspaces: CudaBackend::Context (src/backend/cuda/context.hpp)
 // Tensor parallelism is Megatron's without sequence parallelism: q/k/v and gate/up split by output rows (heads,
 // intermediate units), o and down by input columns, the embedding and LM head by vocabulary rows; RMSNorm
 // weights and every (tokens, hidden) activation are replicated on each tp rank.
-#include "polyllama/model/plan.hpp"
+#include "polyllama/train/plan.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "polyllama/core/arena.hpp"
 #include "polyllama/core/error.hpp"
+#include "polyllama/model/llama_sharding.hpp"
+#include "polyllama/optim/zero_adamw.hpp"
 
 namespace polyllama {
 
@@ -25,10 +32,10 @@ constexpr int64_t kMiB = int64_t{1} << 20;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// An Arena's layout: each tensor starts on a 16-element boundary (core/arena.cpp, kAlignElems).
+// An Arena's layout: each tensor starts on a 16-element boundary (Arena::padded_elems).
 struct ArenaSize {
   int64_t elems = 0;
-  void add(int64_t n) { elems += ceil_div(n, 16) * 16; }
+  void add(int64_t n) { elems += Arena::padded_elems(n); }
   int64_t bytes(int64_t elem_size) const { return elems * elem_size; }
 };
 
@@ -56,6 +63,7 @@ void PlanConfig::validate() const {
         " (each tp rank holds whole kv heads; pick a tp that divides it)");
   if (model.intermediate_size % tp != 0)
     bad("tp=" + str(tp) + " does not divide intermediate_size=" + str(model.intermediate_size));
+  validate_tensor_parallel(model, static_cast<int>(tp));  // and everything else the model refuses (the vocabulary)
   if (device == "cpu" && cpu_threads < 1) bad("--threads must be at least 1");
   if (shard_master && device != "cuda")
     bad("--shard-master needs --device cuda: on the CPU the ops read the f32 weights themselves");
@@ -104,32 +112,30 @@ Plan make_plan(const PlanConfig& in) {
   const int64_t C = m.hidden_size, L = m.num_hidden_layers, D = m.head_dim(), T = in.seq, B = in.micro_batch;
   const int64_t N = B * T;  // rows of one micro-batch
   const int64_t tp = in.tp, dp = in.dp;
-  // One tp rank's share. The vocabulary need not divide: the last rank's slice is smaller, the largest is planned.
+  // One tp rank's share (validate() made sure every split divides, as the model requires).
   const int64_t Hl = m.num_attention_heads / tp, KVl = m.num_key_value_heads / tp, Fl = m.intermediate_size / tp;
-  const int64_t Vl = ceil_div(m.vocab_size, tp);
+  const int64_t Vl = m.vocab_size / tp;
   const int64_t act = cuda ? 2 : 4;  // activation and working-weight element: bf16 on cuda, f32 on cpu
   const int64_t f32 = 4;             // parameters, gradients, optimizer state and statistics: always f32
 
-  // --- parameters of one rank, in register_params order ---
+  // --- parameters of one rank: the model's own list, each tensor's tp shard (every tp rank holds the same
+  // shapes); ZeRO-1 moments of the dp rank holding the most ---
+  std::vector<std::vector<int64_t>> local;
   ArenaSize params;
-  params.add(Vl * C);  // embed_tokens, vocab-parallel
-  for (int64_t l = 0; l < L; ++l) {
-    params.add(C);            // input_layernorm, replicated
-    params.add(Hl * D * C);   // q_proj, column-parallel
-    params.add(KVl * D * C);  // k_proj
-    params.add(KVl * D * C);  // v_proj
-    params.add(C * Hl * D);   // o_proj, row-parallel
-    params.add(C);            // post_attention_layernorm
-    params.add(Fl * C);       // gate_proj, column-parallel
-    params.add(Fl * C);       // up_proj
-    params.add(C * Fl);       // down_proj, row-parallel
+  for (const ParamSpec& s : llama_param_specs(m)) {
+    const ShardSpec shard = tp_shard(s.full_dims, s.split, static_cast<int>(tp), 0);
+    local.push_back(shard.local_shape);
+    params.add(shard.local_numel());
   }
-  params.add(C);                                   // model.norm
-  if (!m.tie_word_embeddings) params.add(Vl * C);  // lm_head, vocab-parallel
   p.params_total = m.total_params();
   p.params_rank = params.elems;
-  // ZeRO-1 hands each dp rank a contiguous 1/dp of the flat parameter arena (16-element aligned).
-  const int64_t shard = dp == 1 ? params.elems : ceil_div(ceil_div(params.elems, dp), 16) * 16;
+  int64_t shard = 0;  // one moment's elements (and, with shard_master, the f32 weights') on the fullest dp rank
+  for (int64_t d = 0; d < dp; ++d) {
+    ArenaSize moments;
+    for (const std::vector<int64_t>& shape : local)
+      moments.add(ZeroAdamW::moment_elems(shape, static_cast<int>(dp), static_cast<int>(d)));
+    shard = std::max(shard, moments.elems);
+  }
 
   PlanMemory& mem = p.mem;
   mem.weights = (in.shard_master ? shard : params.elems) * f32;
@@ -180,6 +186,7 @@ Plan make_plan(const PlanConfig& in) {
   const int64_t nchunks = ceil_div(N, max_rows), head_chunk = ceil_div(N, nchunks);
   bufs.add(head_chunk * Vl);  // logits chunk, overwritten by its gradient
   bufstats.add(N);            // loss per row
+  if (tp > 1) bufstats.add(tp * head_chunk * 2);  // vocab-parallel cross-entropy: every rank's (lse, target) per row
   // Backward scratch shared by all layers: dres, dln, datt, dq, dk, dv, dact, dgate, dup.
   for (int64_t n : {N * C, N * C, N * Hl * D, N * Hl * D, N * KVl * D, N * KVl * D, N * Fl, N * Fl, N * Fl})
     bufs.add(n);

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "polyllama/core/log.hpp"
-#include "polyllama/model/plan.hpp"
+#include "polyllama/train/plan.hpp"
 
 namespace polyllama {
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/log.hpp"
+#include "polyllama/train/train_step.hpp"
 
 namespace fs = std::filesystem;
 
@@ -16,9 +17,6 @@ namespace polyllama {
 
 namespace {
 
-int64_t counted_targets(const int32_t* targets, int64_t n) {
-  return static_cast<int64_t>(n - std::count(targets, targets + n, LlamaModel::kIgnoreIndex));
-}
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
@@ -28,13 +26,6 @@ const ParallelContext& context_of(const LlamaModel& m, std::unique_ptr<ParallelC
   return *own;
 }
 }  // namespace
-
-std::vector<ZeroSlot> zero_slots_of(LlamaModel& m) {
-  std::vector<ZeroSlot> s;
-  for (size_t i = 0; i < m.params().size(); ++i)
-    s.push_back({{m.params()[i].name, m.param(i), m.grad(i), m.params()[i].decay}, m.params()[i].shard});
-  return s;
-}
 
 void install_stop_signal_handlers() {
   std::signal(SIGINT, on_signal);
@@ -54,17 +45,6 @@ void TrainConfig::validate() const {
   if (eval_interval < 0 || save_interval < 0 || eval_batches < 0 || keep_last < 0) bad("intervals must be >= 0");
 }
 
-std::vector<NamedTensor> model_tensors(const LlamaModel& m) {
-  const int dp_rank = m.parallel() ? m.parallel()->dp_rank() : 0, tp = m.tp();
-  std::vector<NamedTensor> out;
-  for (size_t i = 0; i < m.params().size(); ++i) {
-    ShardSpec s = m.params()[i].shard;
-    s.replica_id += dp_rank * tp;  // dp replicas of a block do not write it
-    out.push_back({m.params()[i].name, m.param(i), s});
-  }
-  return out;
-}
-
 std::vector<NamedTensor> optimizer_tensors(const ZeroAdamW& opt) {
   std::vector<NamedTensor> out;
   for (size_t i = 0; i < opt.slots().size(); ++i) {
@@ -73,33 +53,6 @@ std::vector<NamedTensor> optimizer_tensors(const ZeroAdamW& opt) {
     out.push_back({"exp_avg_sq." + opt.slots()[i].slot.name, opt.exp_avg_sq(i), s});
   }
   return out;
-}
-
-HostMirror::HostMirror(Backend& be, std::vector<NamedTensor> device) : be_(be), device_(std::move(device)) {
-  host = device_;
-  if (be_.host_memory()) return;
-  storage_.resize(host.size());
-  for (size_t i = 0; i < host.size(); ++i) {
-    storage_[i].resize(host[i].tensor.bytes());
-    host[i].tensor.data = storage_[i].data();
-  }
-}
-
-void HostMirror::pull() {
-  if (!be_.host_memory())
-    for (size_t i = 0; i < host.size(); ++i) be_.download(host[i].tensor.data, device_[i].tensor);
-}
-
-void HostMirror::push() {
-  if (!be_.host_memory())
-    for (size_t i = 0; i < host.size(); ++i) be_.upload(device_[i].tensor, host[i].tensor.data);
-}
-
-void load_model_weights(const std::string& model_h5, LlamaModel& m) {
-  HostMirror mirror(m.backend(), model_tensors(m));
-  read_tensor_file(model_h5, mirror.host);
-  mirror.push();
-  m.refresh_working_weights();
 }
 
 Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& model, const SampleStream& train,
@@ -249,41 +202,23 @@ TrainResult Trainer::run() {
       res.stopped_by_signal = true;
       break;
     }
-    model_.zero_grads();
-    // Loss is the mean over every counted target of the step, across its micro-batches: all of them are drawn
-    // first, because SFT rows carry a varying number of answer tokens.
     // Data parallel: dp rank d reads samples consumed + d * rows + [0, rows): together the dp ranks read what one
-    // process would for the same global batch. Token counts are summed over dp before the loss is scaled.
+    // process would for the same global batch.
     const int64_t rows = B * accum;
     const int64_t first = st_.consumed_samples + par_.dp_rank() * rows;
     for (int64_t i = 0; i < rows; ++i) {
       const auto off = static_cast<size_t>(i * T);
       train_.sample_segments(first + i, &inputs_[off], &targets_[off], &doc_start_[off]);
     }
-    double tok = static_cast<double>(counted_targets(targets_.data(), rows * T));
-    par_.dp().all_reduce(&tok, 1, DType::f64, ReduceOp::sum);
-    const auto step_tokens = static_cast<int64_t>(tok);
-    const double scale = 1.0 / static_cast<double>(std::max<int64_t>(1, step_tokens));
-    double step_loss = 0;
-    for (int64_t a = 0; a < accum; ++a) {
-      const auto off = static_cast<size_t>(a * B * T);
-      if (a + 1 == accum) {  // this pass completes the gradients: reduce each bucket as backward finishes it
-        opt_.begin_reduction();
-        model_.set_grad_ready_hook([this](size_t i) { opt_.grad_ready(i); });
-      }
-      step_loss += model_.forward_backward(&inputs_[off], &targets_[off], scale, true, &doc_start_[off]);
-    }
-    model_.set_grad_ready_hook(nullptr);
-    opt_.finish_reduction();
-    par_.dp().all_reduce(&step_loss, 1, DType::f64, ReduceOp::sum);
-    const double gnorm = opt_.clip_grad_norm();
     const double lr = lr_at(ocfg_, st_.step, cfg_.steps);
-    opt_.step(lr);
-    model_.refresh_working_weights();
+    const StepResult sr =
+        train_step(model_, opt_, par_, {inputs_.data(), targets_.data(), doc_start_.data(), accum}, lr);
+    const int64_t step_tokens = sr.tokens;
+    const double gnorm = sr.grad_norm;
     st_.step += 1;
     st_.consumed_samples += rows * dp;
     st_.consumed_tokens += step_tokens;
-    const double loss = step_loss / static_cast<double>(std::max<int64_t>(1, step_tokens));
+    const double loss = sr.loss;
     res.losses.push_back(loss);
     loss_since += loss;
     // Throughput counts positions processed (what the hardware did); SFT trains on a share of them only.

@@ -5,7 +5,8 @@
 #include <vector>
 
 #include "polyllama/backend/cpu/cpu_backend.hpp"
-#include "polyllama/optim/adamw.hpp"
+#include "polyllama/optim/optim_config.hpp"
+#include "polyllama/optim/zero_adamw.hpp"
 
 using namespace polyllama;
 
@@ -33,6 +34,13 @@ TEST(Schedule, RejectsBadConfig) {
   EXPECT_THROW(c.validate(), Error);
 }
 
+// The optimizer on one process (dp = 1): plain AdamW.
+std::vector<ZeroSlot> whole(const std::vector<ParamSlot>& slots) {
+  std::vector<ZeroSlot> z;
+  for (const ParamSlot& s : slots) z.push_back({s, ShardSpec::full({s.param.numel()})});
+  return z;
+}
+
 TEST(AdamW, ClipsToGlobalNormAcrossTensors) {
   CpuBackend be(2);
   std::vector<float> p1(3, 0.f), g1{3.f, 0.f, 0.f}, p2(2, 0.f), g2{0.f, 4.f};
@@ -41,7 +49,8 @@ TEST(AdamW, ClipsToGlobalNormAcrossTensors) {
   OptimConfig c;
   c.grad_clip = 1.0;
   c.weight_decay = 0;
-  AdamW opt(c, be, slots);
+  const auto one = ParallelContext::single();
+  ZeroAdamW opt(c, be, whole(slots), *one);
   // The global norm is sqrt(3^2 + 4^2) = 5 over both tensors, so the step sees each gradient times 1/5.
   EXPECT_NEAR(opt.clip_grad_norm(), 5.0, 1e-12);
   EXPECT_EQ(g1[0], 3.f);  // the buffers are not rewritten: the optimizer scales as it reads
@@ -68,7 +77,8 @@ TEST(AdamW, NoDecayOnNormWeightsAndFirstStepIsSignTimesLr) {
   OptimConfig c;
   c.weight_decay = 0.1;
   c.eps = 1e-12;
-  AdamW opt(c, be, slots);
+  const auto one = ParallelContext::single();
+  ZeroAdamW opt(c, be, whole(slots), *one);
   opt.step(0.01);
   // Step 1 of Adam moves each weight by lr * g / |g| (bias-corrected m / sqrt(v) = sign(g)); decay multiplies
   // decayed weights by (1 - lr * wd) first.

@@ -1,5 +1,5 @@
 // The planner's cuda memory model against what the model allocates on a GPU in bf16 mixed precision: f32
-// parameters and gradients, the bf16 working copy, AdamW's f32 moments, bf16 activations with f32 statistics
+// parameters and gradients, the bf16 working copy, the optimizer's f32 moments, bf16 activations with f32 statistics
 // and the flash-attention workspace, byte for byte. Skips without a GPU.
 #include <gtest/gtest.h>
 
@@ -9,8 +9,9 @@
 
 #include "polyllama/backend/backend_factory.hpp"
 #include "polyllama/model/llama.hpp"
-#include "polyllama/model/plan.hpp"
-#include "polyllama/optim/adamw.hpp"
+#include "polyllama/train/plan.hpp"
+#include "polyllama/optim/zero_adamw.hpp"
+#include "polyllama/train/train_step.hpp"
 
 namespace polyllama {
 namespace {
@@ -25,10 +26,8 @@ TEST(CudaPlan, MatchesTheGpuArenas) {
     m.vocab_size = 1003 + (tied ? 0 : 7), m.num_hidden_layers = 3, m.tie_word_embeddings = tied;
     LlamaModel model(m, *gpu, DType::f32, /*mixed_precision=*/true);
     model.allocate_activations(3, 29);
-    std::vector<ParamSlot> slots;
-    for (size_t i = 0; i < model.params().size(); ++i)
-      slots.push_back({model.params()[i].name, model.param(i), model.grad(i), model.params()[i].decay});
-    AdamW opt(OptimConfig{}, *gpu, slots);
+    const auto one = ParallelContext::single();
+    ZeroAdamW opt(OptimConfig{}, *gpu, zero_slots_of(model), *one);
 
     PlanConfig c;
     c.model = m, c.device = "cuda", c.micro_batch = 3, c.seq = 29, c.mem_bytes = int64_t{80} << 30;

@@ -8,8 +8,9 @@
 #include "polyllama/backend/cpu/cpu_backend.hpp"
 #include "polyllama/core/error.hpp"
 #include "polyllama/model/llama.hpp"
-#include "polyllama/model/plan.hpp"
-#include "polyllama/optim/adamw.hpp"
+#include "polyllama/train/plan.hpp"
+#include "polyllama/optim/zero_adamw.hpp"
+#include "polyllama/train/train_step.hpp"
 
 namespace polyllama {
 namespace {
@@ -131,10 +132,8 @@ TEST(Plan, MatchesTheCpuArenas) {
     CpuBackend be(2);
     LlamaModel model(m, be);
     model.allocate_activations(3, 29);
-    std::vector<ParamSlot> slots;
-    for (size_t i = 0; i < model.params().size(); ++i)
-      slots.push_back({model.params()[i].name, model.param(i), model.grad(i), model.params()[i].decay});
-    AdamW opt(OptimConfig{}, be, slots);
+    const auto one = ParallelContext::single();
+    ZeroAdamW opt(OptimConfig{}, be, zero_slots_of(model), *one);
 
     PlanConfig c;
     c.model = m, c.device = "cpu", c.cpu_threads = be.threads(), c.micro_batch = 3, c.seq = 29;

@@ -12,15 +12,20 @@
 // Every bucket's pieces are padded to one length so NCCL's even reduce-scatter / all-gather serve them.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "polyllama/core/arena.hpp"
 #include "polyllama/core/backend.hpp"
 #include "polyllama/core/shard_spec.hpp"
-#include "polyllama/optim/adamw.hpp"
+#include "polyllama/optim/optim_config.hpp"
 #include "polyllama/parallel/parallel.hpp"
 
 namespace polyllama {
+
+// ZeRO-1's row ownership, the one formula: dp rank d of dp owns rows [R d / dp, R (d + 1) / dp) of a tensor of R
+// rows (a vector's elements), as even as they divide.
+std::pair<int64_t, int64_t> zero_row_range(int64_t rows, int dp, int dp_rank);
 
 struct ZeroSlot {
   ParamSlot slot;      // this tp rank's parameter and gradient
@@ -62,6 +67,9 @@ class ZeroAdamW {
   Tensor exp_avg_sq(size_t i) const { return shaped(v_.get(handles_[i]), i); }
   ShardSpec state_shard(size_t i) const;
   size_t state_bytes() const { return m_.bytes() + v_.bytes(); }
+  // Elements of one moment (exp_avg or exp_avg_sq) that dp rank dp_rank keeps for a tensor of `shape` (at least
+  // one, so every slot has a tensor): what the constructor reserves and `plan` counts.
+  static int64_t moment_elems(const std::vector<int64_t>& shape, int dp, int dp_rank);
 
  private:
   struct Bucket {

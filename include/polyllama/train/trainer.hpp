@@ -7,10 +7,11 @@
 #include <vector>
 
 #include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/ckpt/model_io.hpp"
 #include "polyllama/data/sample_stream.hpp"
 #include "polyllama/data/token_windows.hpp"
 #include "polyllama/model/llama.hpp"
-#include "polyllama/optim/adamw.hpp"
+#include "polyllama/optim/optim_config.hpp"
 #include "polyllama/optim/zero_adamw.hpp"
 #include "polyllama/parallel/parallel.hpp"
 
@@ -48,31 +49,10 @@ struct TrainResult {
   double tokens_per_s = 0;
 };
 
-// Model and optimizer tensors under their checkpoint names (Hugging Face names; exp_avg.<name> ...), in the
-// backend's memory (see HostMirror for checkpoint I/O on a GPU), each with this rank's block of the full logical
-// tensor: the tp shard of a weight (written by dp rank 0), this rank's ZeRO-1 rows of the moments.
-std::vector<NamedTensor> model_tensors(const LlamaModel& m);
+// The optimizer's tensors under their checkpoint names (exp_avg.<name>, exp_avg_sq.<name>), in the backend's
+// memory (ckpt/model_io.hpp's HostMirror does the I/O on a GPU), each with this rank's ZeRO-1 rows of the full
+// logical tensor. The model's own tensors: ckpt/model_io.hpp's model_tensors.
 std::vector<NamedTensor> optimizer_tensors(const ZeroAdamW& opt);
-// The optimizer's view of the model: its tp-local parameters with where they sit in the full tensors.
-std::vector<ZeroSlot> zero_slots_of(LlamaModel& m);
-
-// Checkpoint files are read and written from host memory. On a backend whose tensors are host memory `host` is
-// the tensors themselves and pull/push do nothing; otherwise `host` holds host copies (same names, shapes and
-// dtypes) that pull() fills from the device and push() writes back to it.
-class HostMirror {
- public:
-  HostMirror(Backend& be, std::vector<NamedTensor> device);
-  std::vector<NamedTensor> host;
-  void pull();
-  void push();
-
- private:
-  Backend& be_;
-  std::vector<NamedTensor> device_;
-  std::vector<std::vector<char>> storage_;
-};
-// Reads a model.h5 into the model's parameters (through host memory when needed) and refreshes the working copy.
-void load_model_weights(const std::string& model_h5, LlamaModel& m);
 
 class Trainer {
  public:
