@@ -1,9 +1,7 @@
-#include <algorithm>
+// `polyllama sft`: instruction tuning (data: data/training_data.hpp; the loop: train/trainer.hpp).
 #include <memory>
 
-#include "polyllama/core/log.hpp"
-#include "polyllama/data/sft_stream.hpp"
-#include "polyllama/tokenizer/fast_bpe.hpp"
+#include "polyllama/data/training_data.hpp"
 #include "train_options.hpp"
 #include "verbs.hpp"
 
@@ -55,61 +53,14 @@ RunFn add_sft(CLI::App& app) {
                    start.dir + " (checksum " + tok.checksum() + ")");
     }
     const ChatTemplate tpl = ChatTemplate::load(o->tpl);
-    const Truncation trunc = parse_truncation(o->truncation);
-
-    const double t0 = now_seconds();
-    SftRecords rec;
-    for (const std::string& f : o->data) read_sft_file(f, tpl, o->skip_invalid, rec);
-    if (rec.skipped > 0) {
-      log_warn(fmt("sft: skipped %lld invalid records, e.g.:", static_cast<long long>(rec.skipped)));
-      for (const std::string& e : rec.skip_examples) log_warn("  " + e);
-    }
-    std::string why;
-    const std::unique_ptr<FastBpe> fast = FastBpe::create(tok.model_bytes(), &why);
-    SftTokenizeOptions to;
-    to.max_tokens = o->run.train.seq_len + 1;
-    to.truncation = trunc;
-    to.bos_id = tok.bos_id();
-    to.eos_id = tok.eos_id();
-    to.threads = o->run.threads > 0 ? o->run.threads : 2;
-    std::vector<Conversation> train_convs, val_convs;
-    for (size_t i = 0; i < rec.conversations.size(); ++i)
-      (o->run.val_every > 0 && (i + 1) % static_cast<size_t>(o->run.val_every) == 0 ? val_convs : train_convs)
-          .push_back(std::move(rec.conversations[i]));
-    // FastBpe gives SentencePiece's ids exactly (tests/tokenizer/test_fast_bpe.cpp); SentencePiece itself otherwise.
-    const EncodeFn encode = [&](const std::string& text, std::vector<int32_t>& ids) {
-      if (fast)
-        fast->encode(text, ids);
-      else
-        ids = tok.encode(text);
-    };
-    SftTokenStats st, vst;
-    std::vector<SftExample> train_ex = tokenize_conversations(train_convs, tpl, encode, to, &st);
-    std::vector<SftExample> val_ex = tokenize_conversations(val_convs, tpl, encode, to, &vst);
-    log_info(fmt("sft data: %lld train + %lld validation examples, %lld tokens, %.1f%% of them trained | truncated "
-                 "%lld, dropped %lld, invalid %lld | template %s | %.1fs",
-                 static_cast<long long>(st.examples), static_cast<long long>(vst.examples),
-                 static_cast<long long>(st.tokens), 100.0 * static_cast<double>(st.trained_tokens) /
-                                                        static_cast<double>(std::max<int64_t>(1, st.tokens)),
-                 static_cast<long long>(st.truncated + vst.truncated), static_cast<long long>(st.dropped + vst.dropped),
-                 static_cast<long long>(rec.skipped), tpl.name.c_str(), now_seconds() - t0));
-
-    SftPackingConfig pc;
-    pc.seq_len = o->run.train.seq_len;
-    pc.seed = o->run.train.seed;
-    pc.open_bins = o->open_bins;
-    pc.pack = !o->no_packing;
-    pc.pad_id = tok.eos_id();
-    const SftPackedStream train(std::move(train_ex), pc, "sft training examples");
-    pc.shuffle = false;
-    std::unique_ptr<SftPackedStream> val;
-    if (!val_ex.empty()) val = std::make_unique<SftPackedStream>(std::move(val_ex), pc, "sft validation examples");
-    log_info(fmt("sft packing: %lld rows of %lld positions per epoch, %.1f%% filled", static_cast<long long>(train.rows(0)),
-                 static_cast<long long>(pc.seq_len), 100.0 * train.fill(0)));
-
+    SftDataConfig dc;
+    dc.files = o->data, dc.truncation = parse_truncation(o->truncation), dc.skip_invalid = o->skip_invalid;
+    dc.seq_len = o->run.train.seq_len, dc.seed = o->run.train.seed, dc.val_every = o->run.val_every;
+    dc.open_bins = o->open_bins, dc.pack = !o->no_packing, dc.threads = o->run.threads > 0 ? o->run.threads : 2;
+    const TrainingData data = load_sft_data(dc, tpl, tok);
     start.meta.chat_template_json = tpl.to_json();
     LoadedModel m = load_model(o->run, start);
-    return run_training(o->run, start, *m.model, train, val.get());
+    return run_training(o->run, start, *m.model, *data.train, data.val.get());
   };
 }
 
