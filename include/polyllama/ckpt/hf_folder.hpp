@@ -3,7 +3,7 @@
 // model.safetensors or as shards model-0000N-of-0000M.safetensors listed by model.safetensors.index.json,
 // tokenizer.model, and small JSON files (generation_config.json, tokenizer_config.json).
 //
-// This layer knows files and named tensors, not the model: the caller (cli/cmd_convert.cpp) says which tensors
+// This layer knows files and named tensors, not the model: the caller (ckpt/llama_hf.cpp) says which tensors
 // a LLaMA needs and what goes into the JSON files. Everything read is untrusted: the index may only name plain
 // files in the folder, every tensor must live in exactly the file the index says, and each safetensors file is
 // validated by SafetensorsReader.
