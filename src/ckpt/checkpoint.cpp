@@ -1,4 +1,5 @@
 #include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/core/atomic_file.hpp"
 
 #include <cstdio>
 #include <filesystem>
@@ -17,16 +18,6 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
-// Writes `content` to path via a temporary file and rename(2), which is atomic on POSIX file systems.
-void write_atomically(const fs::path& path, const std::string& content) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << content;
-    if (!f.flush()) fail_runtime("cannot write " + tmp.string(), __FILE__, __LINE__);
-  }
-  fs::rename(tmp, path);
-}
 
 }  // namespace
 
@@ -63,7 +54,7 @@ std::string publish_checkpoint(const std::string& ckpt_root, int64_t step, MPI_C
     } else {
       fs::rename(tmp_dir, final_dir);
     }
-    write_atomically(root / "latest", step_name(step) + "\n");
+    write_file_atomically((root / "latest").string(), step_name(step) + "\n");
   }
   MPI_Barrier(comm);
   return final_dir.string();

@@ -1,4 +1,5 @@
 #include "polyllama/ckpt/hf_folder.hpp"
+#include "polyllama/core/atomic_file.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -36,19 +37,6 @@ json parse_json_file(const std::string& path, const std::string& hint) {
   } catch (const json::exception& e) {
     fail_input(path + ": not valid JSON: " + e.what());
   }
-}
-
-// Writes through path.tmp and a rename, so a file is either complete or absent.
-void write_file_atomically(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(content.data(), static_cast<std::streamsize>(content.size()));
-    if (!f.flush()) fail_runtime("cannot write " + tmp, __FILE__, __LINE__);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) fail_runtime("cannot rename " + tmp + " to " + path + ": " + ec.message(), __FILE__, __LINE__);
 }
 
 bool is_weight_file(const std::string& name) {

@@ -1,4 +1,5 @@
 #include "polyllama/ckpt/safetensors.hpp"
+#include "polyllama/core/atomic_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -452,18 +453,8 @@ uint64_t safetensors_file_size(const std::vector<StWriteTensor>& tensors,
 void write_safetensors(const std::string& path, const std::vector<StWriteTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   const Layout L = plan(tensors, metadata, path);
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail_input("cannot create " + tmp + ": " + std::strerror(errno));
-  auto abandon = [&](const std::string& msg, bool input) {
-    std::fclose(f);
-    std::remove(tmp.c_str());
-    if (input) fail_input(msg);
-    fail_runtime(msg, __FILE__, __LINE__);
-  };
-  auto put = [&](const void* p, size_t n) {
-    if (n > 0 && std::fwrite(p, 1, n, f) != n) abandon("writing " + tmp + " failed: " + std::strerror(errno), false);
-  };
+  AtomicFile f(path);
+  auto put = [&](const void* p, size_t n) { f.write(p, n); };
   unsigned char len_bytes[8];
   const uint64_t header_len = L.header.size();
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(header_len >> (8 * i));
@@ -488,24 +479,15 @@ void write_safetensors(const std::string& path, const std::vector<StWriteTensor>
         const char* src_at = src + static_cast<size_t>(i0 + bad) * st_dtype_size(t->src_dtype);
         float v = 0;
         st_convert(t->src_dtype, src_at, StDType::F32, &v, 1);
-        abandon(path + ": tensor " + quoted(t->name) + " element " + std::to_string(i0 + bad) + " = " +
-                    std::to_string(v) + " overflows " + st_dtype_name(t->dtype) +
-                    (t->dtype == StDType::F16 ? " (largest finite 65504); export as bf16 or f32 instead" : ""),
-                true);
+        f.abandon();
+        fail_input(path + ": tensor " + quoted(t->name) + " element " + std::to_string(i0 + bad) + " = " +
+                   std::to_string(v) + " overflows " + st_dtype_name(t->dtype) +
+                   (t->dtype == StDType::F16 ? " (largest finite 65504); export as bf16 or f32 instead" : ""));
       }
       put(buf.data(), static_cast<size_t>(m) * st_dtype_size(t->dtype));
     }
   }
-  if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0)
-    abandon("writing " + tmp + " failed: " + std::strerror(errno), false);
-  if (std::fclose(f) != 0) {
-    std::remove(tmp.c_str());
-    fail_runtime("closing " + tmp + " failed: " + std::strerror(errno), __FILE__, __LINE__);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail_runtime("renaming " + tmp + " to " + path + " failed: " + std::strerror(errno), __FILE__, __LINE__);
-  }
+  f.commit();
 }
 
 }  // namespace polyllama

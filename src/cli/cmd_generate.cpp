@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "polyllama/backend/cpu/cpu_backend.hpp"
+#include "polyllama/core/atomic_file.hpp"
 #include "polyllama/ckpt/checkpoint.hpp"
 #include "polyllama/core/log.hpp"
 #include "polyllama/data/sft_data.hpp"
@@ -214,14 +215,7 @@ int run(const Opts& o) {
   if (world_rank != 0) return 0;
 
   if (!o.output.empty()) {
-    const std::string tmp = o.output + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      if (!f) fail_input(o.output + ": cannot write the output file (--output)");
-      f << all;
-      if (!f.flush()) fail_runtime("writing " + tmp + " failed", __FILE__, __LINE__);
-    }
-    fs::rename(tmp, o.output);
+    write_file_atomically(o.output, all);
   } else if (!streaming) {
     std::fwrite(all.data(), 1, all.size(), stdout);
     std::fflush(stdout);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/error.hpp"
+#include "polyllama/core/atomic_file.hpp"
 #include "polyllama/core/log.hpp"
 #include "polyllama/data/text_input.hpp"
 #include "polyllama/tokenizer/extend.hpp"
@@ -174,15 +175,7 @@ RunFn add_extend(CLI::App* tok) {
     }
     const ExtendResult r = extend_vocabulary(base_bytes, o->base, Tokenizer::from_file(add_path).model_bytes(),
                                              add_path, o->ext);
-    if (world_rank == 0) {
-      const std::string tmp = o->out + ".tmp";
-      {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        f.write(r.model_bytes.data(), static_cast<std::streamsize>(r.model_bytes.size()));
-        if (!f.flush()) fail_input("cannot write " + tmp);
-      }
-      std::filesystem::rename(tmp, o->out);
-    }
+    if (world_rank == 0) write_file_atomically(o->out, r.model_bytes);
     const int64_t total = r.base_pieces + r.added + r.padding;
     log_info(fmt("%s: %lld base pieces + %lld new + %lld unused padding = %lld (of %lld candidates: %lld already "
                  "in the base, %lld with ASCII letters/digits or ASCII only, %lld over --max-new)",

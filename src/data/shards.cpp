@@ -1,4 +1,5 @@
 #include "polyllama/data/shards.hpp"
+#include "polyllama/core/atomic_file.hpp"
 
 #include <fcntl.h>
 #include <omp.h>
@@ -88,16 +89,7 @@ void write_dataset_metadata(const std::string& dir, const DatasetMeta& m) {
                   {"shards", shards},
                   {"inputs", inputs},
                   {"options", options}};
-  const std::string path = dir + "/metadata.json", tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << j.dump(1) << "\n";
-    f.flush();
-    if (!f) fail_runtime("cannot write " + tmp, __FILE__, __LINE__);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) fail_runtime("cannot rename " + tmp + " to " + path + ": " + ec.message(), __FILE__, __LINE__);
+  write_file_atomically(dir + "/metadata.json", j.dump(1) + "\n");
 }
 
 DatasetMeta read_dataset_metadata(const std::string& dir) {

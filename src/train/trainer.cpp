@@ -1,4 +1,5 @@
 #include "polyllama/train/trainer.hpp"
+#include "polyllama/core/atomic_file.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -114,9 +115,7 @@ void Trainer::truncate_metrics_after(int64_t step) {
     kept += line + "\n";
   }
   in.close();
-  const fs::path tmp = path.string() + ".tmp";
-  std::ofstream(tmp, std::ios::trunc) << kept;
-  fs::rename(tmp, path);
+  write_file_atomically(path.string(), kept);
 }
 
 std::string Trainer::save() {
