@@ -1,6 +1,6 @@
 // PackedSampler: windows are slices of the packed stream (with and without a validation split); the order
 // is a pure function of (seed, index) -- deterministic, a fresh sampler resumed at any index continues the
-// uninterrupted stream, and data-parallel sizes 1, 2 and 4 with the same global batch read the same samples in
+// uninterrupted stream whatever it was asked before, and data-parallel sizes 1, 2 and 4 with the same global batch read the same samples in
 // the same global order; every epoch visits every window once; blend shares stay within n/P + 1 of the
 // weights; and a mismatched tokenizer, an id outside the vocabulary or too little data are errors.
 #include <gtest/gtest.h>
@@ -158,18 +158,39 @@ TEST_F(SamplerTest, DeterministicAndEveryEpochIsAPermutation) {
   EXPECT_LT(same, W / 4);
 }
 
-TEST_F(SamplerTest, ResumedSamplerContinuesTheStream) {
+// A resumed run is a new process that starts drawing at the consumed-samples count, with none of the history the
+// uninterrupted run had. Unlike DeterministicAndEveryEpochIsAPermutation (two samplers, the same call sequence),
+// each resumed sampler here is queried in another order: backwards from the end, then at random, from points on
+// either side of each dataset's epoch boundaries. Any state carried between calls (an epoch permutation or blend
+// position cached and reused for the wrong epoch) makes these differ from the uninterrupted stream.
+TEST_F(SamplerTest, ResumedSamplerContinuesTheStreamWhateverItDrewBefore) {
   SamplerConfig cfg;
   cfg.seq_len = 12;
   const std::vector<DataSource> src = parse_data_sources({"0.7:" + zh_, "0.3:" + en_});
-  std::vector<std::vector<int32_t>> uninterrupted;
-  {
-    const PackedSampler s(src, cfg, DataSplit::train, kChecksum);
-    for (int64_t i = 0; i < 1500; ++i) uninterrupted.push_back(draw(s, i));
+  const PackedSampler first(src, cfg, DataSplit::train, kChecksum);
+  std::vector<int64_t> resume_points = {1, 317};
+  int64_t n = 0;  // the stream drawn until both datasets are in their third epoch
+  std::vector<int64_t> epoch_of(2, 0);
+  for (; epoch_of[0] < 2 || epoch_of[1] < 2; ++n) {
+    const auto o = first.locate(n);
+    if (o.epoch != epoch_of[static_cast<size_t>(o.dataset)]) {  // the first sample of a new epoch of a dataset
+      epoch_of[static_cast<size_t>(o.dataset)] = o.epoch;
+      for (int64_t d : {-1, 0, 1}) resume_points.push_back(n + d);
+    }
   }
-  for (int64_t resume_at : {1, 317, 999}) {
+  n += 50;
+  ASSERT_GE(resume_points.size(), 2u + 4 * 3) << "the stream should cross two epochs of each dataset";
+  std::vector<std::vector<int32_t>> uninterrupted;
+  for (int64_t i = 0; i < n; ++i) uninterrupted.push_back(draw(first, i));
+  for (int64_t resume_at : resume_points) {
     const PackedSampler s(src, cfg, DataSplit::train, kChecksum);  // a new process after a restart
-    for (int64_t i = resume_at; i < 1500; ++i) ASSERT_EQ(draw(s, i), uninterrupted[static_cast<size_t>(i)]) << i;
+    for (int64_t i = n; i-- > resume_at;)
+      ASSERT_EQ(draw(s, i), uninterrupted[static_cast<size_t>(i)]) << "resumed at " << resume_at << ", sample " << i;
+    for (int64_t k = 0; k < 200; ++k) {
+      const int64_t left = n - resume_at;
+      const int64_t i = resume_at + feistel_permute(static_cast<uint64_t>(resume_at), left, k % left);
+      ASSERT_EQ(draw(s, i), uninterrupted[static_cast<size_t>(i)]) << "resumed at " << resume_at << ", sample " << i;
+    }
   }
 }
 

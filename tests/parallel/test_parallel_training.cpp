@@ -159,6 +159,8 @@ MPI_Comm first_ranks(int n) {
 }  // namespace
 
 TEST(ParallelTraining, EveryLayoutEqualsOneProcess) {
+  // One rank has no layout but the reference itself: comparing a run with itself could not fail.
+  if (world_size() < 2) GTEST_SKIP() << "needs 2 or more ranks (mpirun -np 2)";
   for (DType dt : {DType::f32, DType::f64})
     for (bool tied : {false, true}) {
       if (dt == DType::f64 && tied) continue;  // the tied head's sharing is exercised in fp32
@@ -169,7 +171,7 @@ TEST(ParallelTraining, EveryLayoutEqualsOneProcess) {
       EXPECT_GT(ref.losses[0] - ref.losses[4], 0.05) << "the losses should move";
       for (int tp : {1, 2, 4})
         for (int dp : {1, 2, 4}) {
-          if (tp * dp > 4 || tp * dp > world_size() || (tp * dp == 1 && world_size() > 1)) continue;
+          if (tp * dp > 4 || tp * dp > world_size() || tp * dp == 1) continue;
           MPI_Comm comm = first_ranks(tp * dp);
           if (comm != MPI_COMM_NULL) {
             const std::string what = "tp " + std::to_string(tp) + " x dp " + std::to_string(dp) +
