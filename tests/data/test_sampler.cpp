@@ -1,7 +1,7 @@
 // PackedSampler: windows are slices of the packed stream (with and without a validation split); the order
 // is a pure function of (seed, index) -- deterministic, a fresh sampler resumed at any index continues the
-// uninterrupted stream whatever it was asked before, and data-parallel sizes 1, 2 and 4 with the same global batch read the same samples in
-// the same global order; every epoch visits every window once; blend shares stay within n/P + 1 of the
+// uninterrupted stream whatever it was asked before, and data-parallel sizes 1, 2 and 4 with the same global
+// batch read the same samples in the same global order; every epoch visits every window once; blend shares stay within n/P + 1 of the
 // weights; and a mismatched tokenizer, an id outside the vocabulary or too little data are errors.
 #include <gtest/gtest.h>
 
