@@ -3,7 +3,6 @@
 // counts, writes metadata.json and renames OUT.tmp to OUT.
 #include <mpi.h>
 
-#include <atomic>
 #include <fstream>
 #include <memory>
 
@@ -13,7 +12,7 @@
 #include "polyllama/core/log.hpp"
 #include "polyllama/data/shards.hpp"
 #include "polyllama/data/text_input.hpp"
-#include "polyllama/tokenizer/fast_bpe.hpp"
+#include "polyllama/data/document_encoder.hpp"
 #include "polyllama/tokenizer/tokenizer.hpp"
 #include "verbs.hpp"
 
@@ -138,30 +137,9 @@ RunFn add_data(CLI::App& app) {
                    static_cast<double>(p.tokens) / dt, world_size, static_cast<long long>(p.documents),
                    eta_text(frac > 0 ? dt * (1 - frac) / frac : -1).c_str()));
     };
-    // The encoder: FastBpe where it reproduces SentencePiece, checked against it on the first documents.
-    std::unique_ptr<FastBpe> fast;
-    std::string why = "--encoder sentencepiece";
-    if (o->encoder != "sentencepiece") fast = FastBpe::create(tok.model_bytes(), &why);
-    if (!fast && o->encoder == "fast") fail_input(o->tokenizer + ": --encoder fast cannot encode it: " + why);
-    log_info(fast ? std::string("data: encoder: polyllama BPE (SentencePiece's ids, checked on each rank's first "
-                                "documents)")
-                  : "data: encoder: SentencePiece (" + why + ")");
-    std::atomic<int64_t> checked{0};
-    std::atomic<bool> fast_ok{fast != nullptr};
-    const EncodeFn encode = [&](const std::string& text, std::vector<int32_t>& ids) {
-      if (!fast_ok.load(std::memory_order_relaxed)) {
-        ids = tok.encode(text);
-        return;
-      }
-      fast->encode(text, ids);
-      if (checked.fetch_add(1, std::memory_order_relaxed) >= 256) return;
-      std::vector<int32_t> want = tok.encode(text);
-      if (want == ids) return;
-      if (fast_ok.exchange(false))
-        log_warn("the fast BPE encoder disagrees with SentencePiece on a document of " +
-                 std::to_string(text.size()) + " bytes; using SentencePiece for the rest (please report this)");
-      ids = std::move(want);
-    };
+    DocumentEncoder encoder(tok, o->encoder, o->tokenizer);
+    log_info("data: encoder: " + encoder.description());
+    const EncodeFn encode = encoder.fn();
     const RankResult mine = tokenize_to_shards(inputs, o->in, o->pipe, encode, tmp, world_rank, world_size, progress);
     const std::vector<RankResult> all = gather_results(mine, world_rank, world_size);
 
@@ -186,7 +164,7 @@ RunFn add_data(CLI::App& app) {
                                          {"max_shard_tokens", o->pipe.max_shard_tokens},
                                          {"ranks", world_size},
                                          {"threads", o->pipe.threads},
-                                         {"encoder", fast_ok ? "fast-bpe" : "sentencepiece"},
+                                         {"encoder", encoder.name()},
                                          {"seconds", seconds},
                                          {"skipped_examples", examples}}.dump();
       {

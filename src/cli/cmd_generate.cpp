@@ -2,29 +2,26 @@
 // split across the data-parallel groups of the mpirun ranks and written back in input order. With --tp N, each
 // group of N consecutive ranks holds one model by Megatron shards and decodes its prompts in step (the decoder
 // gathers whole logit rows, so every rank of the group samples the same tokens); its tp rank 0 reports them.
+// The prompts and their requests: eval/prompts.hpp; the decoding loop: eval/generate.hpp.
 #include <mpi.h>
 
-#include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "polyllama/backend/cpu/cpu_backend.hpp"
-#include "polyllama/core/atomic_file.hpp"
 #include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/ckpt/model_io.hpp"
+#include "polyllama/core/atomic_file.hpp"
 #include "polyllama/core/log.hpp"
-#include "polyllama/data/sft_data.hpp"
 #include "polyllama/eval/generate.hpp"
-#include "polyllama/train/trainer.hpp"
+#include "polyllama/eval/prompts.hpp"
 #include "verbs.hpp"
 
 namespace polyllama::cli {
 
 namespace {
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 struct Opts {
@@ -33,78 +30,6 @@ struct Opts {
   int tp = 1, threads = 0;
   GenerateConfig gen;
 };
-
-// One prompt of the input, not yet tokenized.
-struct Prompt {
-  std::string where;                  // FILE:LINE, or "--prompt"
-  std::string text;                   // the prompt as given (the last user message of a conversation)
-  Conversation conv;                  // with --chat
-  json passthrough = json::object();  // "id" and a record's reference answer, copied to the output
-};
-
-
-std::vector<Prompt> read_prompts(const Opts& o, const ChatTemplate* tpl) {
-  std::vector<Prompt> out;
-  auto as_chat = [&](Prompt& p) {
-    p.conv.system = o.system;
-    p.conv.turns = {{Role::user, p.text}};
-  };
-  if (!o.prompt.empty()) {
-    Prompt p{"--prompt", o.prompt, {}, json::object()};
-    if (o.chat) as_chat(p);
-    out.push_back(std::move(p));
-    return out;
-  }
-  std::ifstream in(o.input);
-  if (!in) fail_input(o.input + ": cannot open the prompt file (--input)");
-  std::string line;
-  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = o.input + ":" + std::to_string(line_no);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::parse_error& e) {
-      fail_input(where + ": not valid JSON (" + e.what() + ")");
-    }
-    if (!j.is_object()) fail_input(where + ": a prompt line is a JSON object, e.g. {\"prompt\": \"...\"}");
-    Prompt p{where, "", {}, json::object()};
-    if (j.contains("id")) p.passthrough["id"] = j["id"];
-    if (j.contains("prompt")) {
-      if (!j["prompt"].is_string()) fail_input(where + ": \"prompt\" is not a string");
-      p.text = j["prompt"].get<std::string>();
-      if (o.chat) as_chat(p);
-      if (o.chat && j.contains("system") && j["system"].is_string()) p.conv.system = j["system"].get<std::string>();
-    } else if (o.chat) {
-      const std::string why = conversation_from_record(j, *tpl, false, &p.conv);
-      if (!why.empty()) fail_input(where + ": " + why);
-      if (p.conv.turns.back().role == Role::assistant) {  // a training record: its answer is the reference
-        p.passthrough["reference"] = p.conv.turns.back().content;
-        p.conv.turns.pop_back();
-      }
-      if (o.system.size() && p.conv.system.empty()) p.conv.system = o.system;
-      p.text = p.conv.turns.back().content;
-      if (j.contains("instruction")) {  // the record's own fields rather than the template's rendering of them
-        p.text = j["instruction"].get<std::string>();
-        if (j.contains("input") && j["input"].is_string() && !j["input"].get<std::string>().empty())
-          p.passthrough["input"] = j["input"];
-      }
-    } else {
-      fail_input(where +
-                 ": no \"prompt\" field (with --chat, Alpaca records and {\"messages\": [...]} "
-                 "conversations are read too)");
-    }
-    out.push_back(std::move(p));
-  }
-  if (out.empty()) fail_input(o.input + ": no prompts");
-  return out;
-}
-
-// The share of n items of dp rank r of P: contiguous blocks, the first ranks taking the larger ones.
-std::pair<size_t, size_t> share(size_t n, int r, int P) {
-  auto at = [&](int k) { return (n * static_cast<size_t>(k) + static_cast<size_t>(P) - 1) / static_cast<size_t>(P); };
-  return {at(r), at(r + 1)};
-}
 
 // Every rank's text, concatenated in rank order, on rank 0.
 std::string gather_text(const std::string& mine, int world_rank, int world_size) {
@@ -151,35 +76,16 @@ int run(const Opts& o) {
     fail_input("--template and --system apply with --chat only");
   }
 
-  const std::vector<Prompt> prompts = read_prompts(o, tpl.get());
-  const auto [lo, hi] = share(prompts.size(), par.dp_rank(), dims.dp);
-  const EncodeFn encode = [&](const std::string& text, std::vector<int32_t>& ids) {
-    const std::vector<int32_t> e = tok.encode(text);
-    ids.insert(ids.end(), e.begin(), e.end());
-  };
+  const std::vector<Prompt> prompts = read_prompts({o.prompt, o.input, o.chat, o.system}, tpl.get());
+  const auto [lo, hi] = block_share(prompts.size(), par.dp_rank(), dims.dp);
   std::vector<GenRequest> reqs;
-  for (size_t i = lo; i < hi; ++i) {
-    const Prompt& p = prompts[i];
-    GenRequest r;
-    r.stream = i;
-    if (o.chat) {
-      r.ids = encode_prompt(p.conv, *tpl, encode, tok.bos_id(), tok.eos_id());
-    } else {
-      if (!o.no_bos) r.ids.push_back(tok.bos_id());  // LLaMA's convention; SentencePiece adds the dummy prefix
-      encode(p.text, r.ids);
-    }
-    if (r.ids.empty()) fail_input(p.where + ": the prompt is empty (and --no-bos leaves no token)");
-    if (static_cast<int64_t>(r.ids.size()) >= cfg.max_position_embeddings)
-      fail_input(p.where + ": the prompt has " + std::to_string(r.ids.size()) +
-                 " tokens; the model's max_position_embeddings is " + std::to_string(cfg.max_position_embeddings) +
-                 ", which leaves no room to generate (shorten the prompt)");
-    reqs.push_back(std::move(r));
-  }
+  for (size_t i = lo; i < hi; ++i)
+    reqs.push_back(prompt_request(prompts[i], i, tok, tpl.get(), o.no_bos, cfg.max_position_embeddings));
 
   CpuBackend be(o.threads);
   LlamaModel model(cfg, be, o.dtype == "f64" ? DType::f64 : DType::f32, /*mixed_precision=*/false,
                    o.tp > 1 ? &par : nullptr);
-  read_tensor_file(h5, model_tensors(model));  // this rank's shard of each tensor
+  load_model_weights(h5, model);  // this rank's shard of each tensor
   const bool streaming = !o.prompt.empty() && !o.json && world_rank == 0;
   const StreamFn stream = [&](size_t, const std::string& text) {
     std::fwrite(text.data(), 1, text.size(), stdout);

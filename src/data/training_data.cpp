@@ -8,7 +8,7 @@
 #include "polyllama/data/sampler.hpp"
 #include "polyllama/data/sft_stream.hpp"
 #include "polyllama/data/token_windows.hpp"
-#include "polyllama/tokenizer/fast_bpe.hpp"
+#include "polyllama/data/document_encoder.hpp"
 
 namespace polyllama {
 
@@ -83,8 +83,7 @@ TrainingData load_sft_data(const SftDataConfig& cfg, const ChatTemplate& tpl, co
     log_warn(fmt("sft: skipped %lld invalid records, e.g.:", static_cast<long long>(rec.skipped)));
     for (const std::string& e : rec.skip_examples) log_warn("  " + e);
   }
-  std::string why;
-  const std::unique_ptr<FastBpe> fast = FastBpe::create(tok.model_bytes(), &why);
+  DocumentEncoder encoder(tok, "auto", "the checkpoint's tokenizer");
   SftTokenizeOptions to;
   to.max_tokens = cfg.seq_len + 1;
   to.truncation = cfg.truncation;
@@ -95,13 +94,7 @@ TrainingData load_sft_data(const SftDataConfig& cfg, const ChatTemplate& tpl, co
   for (size_t i = 0; i < rec.conversations.size(); ++i)
     (cfg.val_every > 0 && (i + 1) % static_cast<size_t>(cfg.val_every) == 0 ? val_convs : train_convs)
         .push_back(std::move(rec.conversations[i]));
-  // FastBpe gives SentencePiece's ids exactly (tests/tokenizer/test_fast_bpe.cpp); SentencePiece itself otherwise.
-  const EncodeFn encode = [&](const std::string& text, std::vector<int32_t>& ids) {
-    if (fast)
-      fast->encode(text, ids);
-    else
-      ids = tok.encode(text);
-  };
+  const EncodeFn encode = encoder.fn();
   SftTokenStats st, vst;
   std::vector<SftExample> train_ex = tokenize_conversations(train_convs, tpl, encode, to, &st);
   std::vector<SftExample> val_ex = tokenize_conversations(val_convs, tpl, encode, to, &vst);

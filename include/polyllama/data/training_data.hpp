@@ -42,8 +42,8 @@ struct SftDataConfig {
   bool pack = true;        // false: one example per row, padded
   int threads = 2;         // tokenization
 };
-// Reads, renders through the template, tokenizes (FastBpe, which gives SentencePiece's ids exactly, where it
-// can read the model; SentencePiece otherwise) and packs the examples. Logs what it read, truncated and dropped.
+// Reads, renders through the template, tokenizes (DocumentEncoder's "auto": FastBpe checked against
+// SentencePiece) and packs the examples. Logs what it read, truncated and dropped.
 TrainingData load_sft_data(const SftDataConfig& cfg, const ChatTemplate& tpl, const Tokenizer& tok);
 
 }  // namespace polyllama
