@@ -56,7 +56,7 @@ void LlamaDecoder::begin(int64_t batch, int64_t capacity, const std::vector<int3
   PL_CHECK(capacity > 0 && capacity <= lim_.max_cache,
            "decode cache of " + std::to_string(capacity) + " positions beyond " + std::to_string(lim_.max_cache));
   PL_CHECK(pad.empty() || static_cast<int64_t>(pad.size()) == batch, "one padding count per row");
-  B_ = batch, cap_ = capacity, len_ = 0;
+  B_ = batch, rows_ = batch, cap_ = capacity, len_ = 0;
   pad_ = pad.empty() ? std::vector<int32_t>(static_cast<size_t>(batch), 0) : pad;
   retired_.assign(static_cast<size_t>(batch), 0);
 }
@@ -67,28 +67,73 @@ void LlamaDecoder::retire(int64_t row) {
 }
 
 void LlamaDecoder::append(const int32_t* tokens, int64_t T, std::vector<double>* logits_out, bool all_rows) {
+  PL_CHECK(!all_rows || lim_.all_logits, "all_rows needs DecodeLimits::all_logits");
+  if (all_rows) {
+    PL_CHECK(B_ > 0 && T > 0, "begin() before append()");
+    if (logits_out) logits_out->assign(static_cast<size_t>(B_ * T * cfg_.vocab_size), 0.0);
+  }
+  append_rows(tokens, T, all_rows, std::vector<int64_t>(static_cast<size_t>(std::max<int64_t>(B_, 0)), T - 1),
+              logits_out);
+}
+
+void LlamaDecoder::append_at(const int32_t* tokens, int64_t T, const std::vector<int64_t>& at,
+                             std::vector<double>* logits_out) {
+  PL_CHECK(static_cast<int64_t>(at.size()) == B_, "append_at: one position per row");
+  for (int64_t b = 0; b < B_; ++b)
+    PL_CHECK(at[static_cast<size_t>(b)] >= 0 && at[static_cast<size_t>(b)] < T,
+             "append_at: position " + std::to_string(at[static_cast<size_t>(b)]) + " of row " + std::to_string(b) +
+                 " outside the " + std::to_string(T) + " new tokens");
+  append_rows(tokens, T, false, at, logits_out);
+}
+
+void LlamaDecoder::append_rows(const int32_t* tokens, int64_t T, bool all_rows, const std::vector<int64_t>& at,
+                               std::vector<double>* logits_out) {
   PL_CHECK(B_ > 0, "begin() before append()");
   PL_CHECK(T > 0 && len_ + T <= cap_, "appending " + std::to_string(T) + " tokens to a cache holding " +
                                           std::to_string(len_) + " of " + std::to_string(cap_));
-  PL_CHECK(!all_rows || lim_.all_logits, "all_rows needs DecodeLimits::all_logits");
   for (int64_t n = 0; n < B_ * T; ++n)
     if (tokens[n] < 0 || tokens[n] >= cfg_.vocab_size)
       fail_input("token id " + std::to_string(tokens[n]) + " is outside the vocabulary of " +
                  std::to_string(cfg_.vocab_size));
-  if (logits_out) logits_out->assign(static_cast<size_t>(B_ * (all_rows ? T : 1) * cfg_.vocab_size), 0.0);
   std::vector<int32_t> chunk;
   for (int64_t t0 = 0; t0 < T; t0 += lim_.max_chunk) {
     const int64_t Tc = std::min(lim_.max_chunk, T - t0);
     chunk.resize(static_cast<size_t>(B_ * Tc));
     for (int64_t b = 0; b < B_; ++b)
       std::memcpy(chunk.data() + b * Tc, tokens + b * T + t0, static_cast<size_t>(Tc) * sizeof(int32_t));
-    const bool last = t0 + Tc == T;
-    forward_chunk(chunk.data(), Tc, all_rows, t0, T, (all_rows || last) ? logits_out : nullptr);
+    forward_chunk(chunk.data(), Tc, all_rows, t0, T, logits_out, at);
   }
+  if (!all_rows && logits_out) head_logits(logits_out);
+}
+
+void LlamaDecoder::expand(int64_t batch) {
+  PL_CHECK(B_ == 1 && batch >= 1 && batch <= lim_.max_batch,
+           "expand: from one row to " + std::to_string(batch) + " (at most " + std::to_string(lim_.max_batch) + ")");
+  const int64_t KVd = local_kv_width();
+  for (size_t l = 0; l < k_cache_.size(); ++l)
+    for (const int h : {k_cache_[l], v_cache_[l]}) {
+      const Tensor c(cache_.get(h).data, cache_.dtype(), {lim_.max_batch * cap_, KVd});
+      for (int64_t b = 1; b < batch; ++b)
+        if (len_ > 0) be_.copy(c.slice_rows(b * cap_, len_), c.slice_rows(0, len_));
+    }
+  B_ = batch;
+  rows_ = batch;
+  pad_.assign(static_cast<size_t>(batch), pad_.empty() ? 0 : pad_[0]);
+  retired_.assign(static_cast<size_t>(batch), 0);
+}
+
+void LlamaDecoder::rewind(int64_t length, int64_t batch) {
+  PL_CHECK(length >= 0 && length <= len_ && batch >= 1 && batch <= rows_,
+           "rewind to " + std::to_string(length) + " positions of " + std::to_string(batch) + " rows, from " +
+               std::to_string(len_) + " of " + std::to_string(rows_));
+  len_ = length;
+  B_ = batch;
+  pad_.resize(static_cast<size_t>(batch));
+  retired_.assign(static_cast<size_t>(batch), 0);
 }
 
 void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,
-                                 std::vector<double>* logits_out) {
+                                 std::vector<double>* logits_out, const std::vector<int64_t>& at) {
   const int64_t B = B_, N = B * Tc, H = H_, KV = KV_, D = cfg_.head_dim(), V = cfg_.vocab_size;
   const int64_t kv_len = len_ + Tc;
   // Row b's token at cache position p sits at RoPE position p - pad[b]. A padding query (p < pad[b]) sees only
@@ -134,8 +179,8 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
   len_ = kv_len;
   if (!logits_out) return;
 
-  const Tensor norm = model_.final_norm_weight(), head = model_.head_weight();
   if (all_rows) {
+    const Tensor norm = model_.final_norm_weight(), head = model_.head_weight();
     be_.rmsnorm_forward(ln, rstd, x, norm, cfg_.rms_norm_eps);
     const Tensor logits = stats_.get(logits_).slice_rows(0, N);
     linear_forward(be_, logits, ln, head);
@@ -146,12 +191,22 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
                 logits_out->begin() + (b * T_total + row0) * V);
     return;
   }
-  // Only each row's last position goes through the head.
-  const Tensor last = acts_.get(last_).slice_rows(0, B), lnl = ln.slice_rows(0, B);
-  for (int64_t b = 0; b < B; ++b) be_.copy(last.slice_rows(b, 1), x.slice_rows(b * Tc + Tc - 1, 1));
-  be_.rmsnorm_forward(lnl, rstd.view({N, 1}).slice_rows(0, B).view({B}), last, norm, cfg_.rms_norm_eps);
+  // Only the hidden state after each row's position at[b] goes through the head (after the last chunk).
+  const Tensor last = acts_.get(last_).slice_rows(0, B);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t t = at[static_cast<size_t>(b)] - row0;
+    if (t >= 0 && t < Tc) be_.copy(last.slice_rows(b, 1), x.slice_rows(b * Tc + t, 1));
+  }
+}
+
+void LlamaDecoder::head_logits(std::vector<double>* logits_out) {
+  const int64_t B = B_;
+  const Tensor last = acts_.get(last_).slice_rows(0, B), lnl = acts_.get(ln_).slice_rows(0, B);
+  const Tensor rstd = stats_.get(rstd_).view({stats_.get(rstd_).numel(), 1}).slice_rows(0, B).view({B});
+  be_.rmsnorm_forward(lnl, rstd, last, model_.final_norm_weight(), cfg_.rms_norm_eps);
   const Tensor logits = stats_.get(logits_).slice_rows(0, B);
-  linear_forward(be_, logits, lnl, head);
+  linear_forward(be_, logits, lnl, model_.head_weight());
+  logits_out->assign(static_cast<size_t>(B * cfg_.vocab_size), 0.0);
   download_logits(logits, B, logits_out->data());
 }
 

@@ -42,9 +42,22 @@ class LlamaDecoder {
   // Appends T tokens to every row (tokens (batch, T), host). logits_out (host) receives (batch, V): each row's
   // logits after its last new token; with all_rows, (batch, T, V): after every new token (needs all_logits).
   void append(const int32_t* tokens, int64_t T, std::vector<double>* logits_out, bool all_rows = false);
+  // The same, but logits_out (batch, V) receives row b's logits after its new token at[b] (0 <= at[b] < T): rows
+  // of different lengths appended together, right-padded; what a row holds after at[b] is padding it never reads
+  // (attention is causal), so its logits are those of its own tokens alone.
+  void append_at(const int32_t* tokens, int64_t T, const std::vector<int64_t>& at, std::vector<double>* logits_out);
   // Row b is finished: what is appended to it from now on is padding (position 0, attending to itself only), so
   // a finished row never runs past max_position_embeddings while the others continue.
   void retire(int64_t row);
+
+  // Shared prefixes (evaluation: every question of a subject starts with the same few-shot examples): after a
+  // prefix was appended to one row, expand(batch) copies its cache to rows 1 .. batch-1, so each row continues
+  // from it; rewind(length, batch) keeps the first `length` positions of rows [0, batch) and drops the rest, so
+  // the next rows continue from the same prefix without computing it again (the rows' first `length` positions
+  // must hold the same tokens, as after expand; batch may be any count up to the rows begin or expand set up,
+  // since appending to fewer rows leaves the others' first positions as they were).
+  void expand(int64_t batch);
+  void rewind(int64_t length, int64_t batch);
 
   int64_t length() const { return len_; }  // cache positions filled, padding included
   int64_t capacity() const { return cap_; }
@@ -53,8 +66,15 @@ class LlamaDecoder {
   size_t activation_bytes() const { return acts_.bytes(); }
 
  private:
+  // One chunk of new positions [row0, row0 + Tc) of an append of T_total. all_rows: logits of every position into
+  // logits_out; else row b's hidden state after its position at[b], when it falls in this chunk, is kept for the
+  // logits taken after the last chunk (head_logits).
   void forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,
-                     std::vector<double>* logits_out);
+                     std::vector<double>* logits_out, const std::vector<int64_t>& at);
+  void head_logits(std::vector<double>* logits_out);
+  void append_rows(const int32_t* tokens, int64_t T, bool all_rows, const std::vector<int64_t>& at,
+                   std::vector<double>* logits_out);
+  int64_t local_kv_width() const { return KV_ * cfg_.head_dim(); }
   // The logits (rows, this rank's vocabulary slice), as whole host rows (rows, V) gathered over tp.
   void download_logits(Tensor logits, int64_t rows, double* dst);
 
@@ -75,6 +95,7 @@ class LlamaDecoder {
   int rstd_ = -1, saved_ = -1, logits_ = -1, cos_ = -1, sin_ = -1;                               // stats_
 
   int64_t B_ = 0, cap_ = 0, len_ = 0;
+  int64_t rows_ = 0;  // rows whose cache holds what begin() or expand() put there (rewind's limit)
   std::vector<int32_t> pad_;
   std::vector<uint8_t> retired_;
   std::vector<int32_t> positions_, kv_start_;  // (B, Tc) of the current chunk, host
