@@ -27,7 +27,7 @@ struct RefCase {
   std::vector<int32_t> prompt, tokens;
 };
 
-// The committed fixture, or a freshly regenerated one (tests/reference/check_generate_reference.sh).
+// The committed fixture, or a freshly regenerated one (tests/reference/check_fixture_reference.sh).
 std::vector<RefCase> reference_cases() {
   const char* fresh = std::getenv("POLYLLAMA_GEN_REF_FIXTURE");
   std::ifstream f(fresh && *fresh ? std::string(fresh) : test::fixture("hf_tiny/reference_generate.json"));

@@ -7,7 +7,7 @@
 //   then the little-endian payload, offsets counted from its first byte.
 // Tensors: inputs/targets (i32), every parameter under its HF name (f32), logits (B*T, V), loss (1) and
 // grad:<name> for every parameter (f64, the reference computed in float64 on the fp32 parameter values).
-// POLYLLAMA_REF_FIXTURE overrides the committed fixture (tests/reference/check_reference.sh sets it to a
+// POLYLLAMA_REF_FIXTURE overrides the committed fixture (tests/reference/check_fixture_reference.sh sets it to a
 // freshly regenerated one), so the same checks run against the live reference when PyTorch is present.
 #include <gtest/gtest.h>
 
