@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{"polyllama " POLYLLAMA_VERSION
                ": move a LLaMA model to a new language. Verbs, in pipeline order: tokenizer (train, extend, stats), data, "
-               "init or convert, resize-vocab, pretrain, sft, generate; bench measures a training step, plan predicts "
+               "init or convert, resize-vocab, pretrain, sft, generate, eval; bench measures a training step, plan predicts "
                "its memory and time for a layout. `polyllama VERB --help` explains each."};
   app.require_subcommand(1);
   app.set_version_flag("--version", POLYLLAMA_VERSION);
@@ -27,8 +27,8 @@ int main(int argc, char** argv) {
   namespace cli = polyllama::cli;
   std::vector<cli::RunFn> verbs = {cli::add_tokenizer(app), cli::add_data(app),     cli::add_init(app),
                                    cli::add_convert(app),   cli::add_pretrain(app), cli::add_sft(app),
-                                   cli::add_generate(app),  cli::add_resize_vocab(app), cli::add_bench(app),
-                                   cli::add_plan(app)};
+                                   cli::add_generate(app),  cli::add_resize_vocab(app), cli::add_eval(app),
+                                   cli::add_bench(app),     cli::add_plan(app)};
   int rc = 0;
   try {
     std::vector<std::string> args =
