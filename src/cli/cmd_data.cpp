@@ -13,35 +13,13 @@
 #include "polyllama/data/shards.hpp"
 #include "polyllama/data/text_input.hpp"
 #include "polyllama/data/document_encoder.hpp"
+#include "polyllama/parallel/parallel.hpp"
 #include "polyllama/tokenizer/tokenizer.hpp"
 #include "verbs.hpp"
 
 namespace polyllama::cli {
 
 namespace {
-
-// Every rank's result (as JSON text) at rank 0, in rank order; empty elsewhere.
-std::vector<RankResult> gather_results(const RankResult& mine, int world_rank, int world_size) {
-  const std::string text = rank_result_to_json(mine);
-  const int len = static_cast<int>(text.size());
-  std::vector<int> lens(static_cast<size_t>(world_size)), displs(static_cast<size_t>(world_size));
-  MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-  std::string all;
-  if (world_rank == 0) {
-    int total = 0;
-    for (int r = 0; r < world_size; ++r) {
-      displs[static_cast<size_t>(r)] = total;
-      total += lens[static_cast<size_t>(r)];
-    }
-    all.resize(static_cast<size_t>(total));
-  }
-  MPI_Gatherv(text.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
-  std::vector<RankResult> out;
-  if (world_rank == 0)
-    for (size_t r = 0; r < static_cast<size_t>(world_size); ++r)
-      out.push_back(rank_result_from_json(all.substr(static_cast<size_t>(displs[r]), static_cast<size_t>(lens[r]))));
-  return out;
-}
 
 std::string eta_text(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "?";
@@ -141,7 +119,9 @@ RunFn add_data(CLI::App& app) {
     log_info("data: encoder: " + encoder.description());
     const EncodeFn encode = encoder.fn();
     const RankResult mine = tokenize_to_shards(inputs, o->in, o->pipe, encode, tmp, world_rank, world_size, progress);
-    const std::vector<RankResult> all = gather_results(mine, world_rank, world_size);
+    std::vector<RankResult> all;  // every rank's counts, in rank order, on rank 0
+    for (const std::string& part : gather_strings(rank_result_to_json(mine), MPI_COMM_WORLD))
+      all.push_back(rank_result_from_json(part));
 
     if (world_rank == 0) {
       DatasetMeta base;

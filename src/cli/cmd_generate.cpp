@@ -16,6 +16,7 @@
 #include "polyllama/core/log.hpp"
 #include "polyllama/eval/generate.hpp"
 #include "polyllama/eval/prompts.hpp"
+#include "polyllama/parallel/parallel.hpp"
 #include "verbs.hpp"
 
 namespace polyllama::cli {
@@ -30,21 +31,6 @@ struct Opts {
   int tp = 1, threads = 0;
   GenerateConfig gen;
 };
-
-// Every rank's text, concatenated in rank order, on rank 0.
-std::string gather_text(const std::string& mine, int world_rank, int world_size) {
-  const int n = static_cast<int>(mine.size());
-  std::vector<int> sizes(static_cast<size_t>(world_size)), displs(static_cast<size_t>(world_size), 0);
-  MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-  std::string all;
-  if (world_rank == 0) {
-    for (int r = 1; r < world_size; ++r)
-      displs[static_cast<size_t>(r)] = displs[static_cast<size_t>(r - 1)] + sizes[static_cast<size_t>(r - 1)];
-    all.resize(static_cast<size_t>(displs.back() + sizes.back()));
-  }
-  MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), sizes.data(), displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
-  return all;
-}
 
 int run(const Opts& o) {
   int world_rank = 0, world_size = 1;
@@ -112,7 +98,8 @@ int run(const Opts& o) {
     j["tokens_per_s"] = g.seconds > 0 ? static_cast<double>(g.tokens.size()) / g.seconds : 0.0;
     mine += j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   }
-  const std::string all = gather_text(mine, world_rank, world_size);
+  std::string all;  // every rank's records, in rank order, on rank 0
+  for (const std::string& part : gather_strings(mine, MPI_COMM_WORLD)) all += part;
 
   int64_t totals[2] = {reporter ? st.prompt_tokens : 0, reporter ? st.generated_tokens : 0}, sums[2] = {0, 0};
   double secs[3] = {st.seconds, st.prefill_seconds, st.decode_seconds}, maxs[3] = {0, 0, 0};

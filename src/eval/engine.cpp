@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <numeric>
+#include <tuple>
 
 #include "polyllama/core/error.hpp"
 #include "polyllama/core/log.hpp"
@@ -162,20 +162,22 @@ void answer_letters(LlamaModel& model, const Tokenizer& tok, const EngineConfig&
   for (size_t k = 0; k < which.size(); ++k) out[which[k]].logprobs = std::move(lp[k]);
 }
 
-// Generate questions, greedy, in groups that share max_new_tokens and stop strings (one generate() call each).
+// Generate questions, greedy, one generate() call per subject and (max_new_tokens, stop strings): generate() forms
+// its batches from the prompts it is given, so a subject's answers do not depend on the other subjects computed with
+// it (the runner's unit of work).
 void answer_generate(LlamaModel& model, const Tokenizer& tok, const EngineConfig& cfg,
                      const std::vector<Question>& qs, const std::vector<size_t>& which, std::vector<Response>& out,
                      Progress& progress, EngineStats& st) {
-  std::map<std::pair<int64_t, std::vector<std::string>>, std::vector<size_t>> groups;
+  std::map<std::tuple<std::string, std::string, int64_t, std::vector<std::string>>, std::vector<size_t>> groups;
   for (size_t i : which) {
     const int64_t m = cfg.max_new_tokens > 0 ? cfg.max_new_tokens : qs[i].max_new_tokens;
     if (m < 1) fail_input(qs[i].where + ": a generated answer needs max_new_tokens >= 1");
-    groups[{m, qs[i].stop}].push_back(i);
+    groups[{qs[i].task, qs[i].subject, m, qs[i].stop}].push_back(i);
   }
   for (const auto& [key, g] : groups) {
     GenerateConfig gc;
-    gc.max_new_tokens = key.first;
-    gc.stop = key.second;
+    gc.max_new_tokens = std::get<2>(key);
+    gc.stop = std::get<3>(key);
     gc.batch_size = cfg.batch_size;
     gc.prefill_chunk = cfg.prefill_chunk;
     gc.text_after_prompt = false;  // the completion decoded on its own, as Hugging Face decodes generated ids

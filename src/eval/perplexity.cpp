@@ -76,11 +76,13 @@ int64_t utf8_chars(const std::string& s) {
 
 struct Doc {
   size_t source;
-  std::vector<int32_t> ids;  // BOS first
+  std::string text;          // a text document (tokenized by the rank that scores it)
+  std::vector<int32_t> ids;  // a dataset's document: BOS and its tokens
   int64_t chars = 0, bytes = 0;
+  double cost() const { return static_cast<double>(text.empty() ? ids.size() : text.size()); }
 };
 
-// Every document of a source, tokenized (the same on every rank).
+// Every document of a source (the same on every rank).
 void read_source(const PplSource& src, size_t k, const Tokenizer& tok, const PplConfig& cfg, std::vector<Doc>& out) {
   int64_t taken = 0;
   const auto full = [&]() { return cfg.max_documents > 0 && taken >= cfg.max_documents; };
@@ -88,7 +90,7 @@ void read_source(const PplSource& src, size_t k, const Tokenizer& tok, const Ppl
     const ShardReader r(src.path, tok.checksum());
     for (int64_t d = 0; d < r.documents() && !full(); ++d, ++taken) {
       const uint32_t* t = r.doc_tokens(d);
-      Doc doc{k, {tok.bos_id()}, 0, 0};
+      Doc doc{k, "", {tok.bos_id()}, 0, 0};
       doc.ids.insert(doc.ids.end(), t, t + r.doc_length(d) - 1);  // its EOS is a separator, not text
       out.push_back(std::move(doc));
     }
@@ -99,11 +101,8 @@ void read_source(const PplSource& src, size_t k, const Tokenizer& tok, const Ppl
   std::string text;
   int64_t file = 0;
   while (!full() && reader.next(text, file)) {
-    Doc doc{k, {tok.bos_id()}, utf8_chars(text), static_cast<int64_t>(text.size())};
-    const std::vector<int32_t> e = tok.encode(text);
-    doc.ids.insert(doc.ids.end(), e.begin(), e.end());
-    if (doc.ids.size() < 2) continue;  // nothing to predict
-    out.push_back(std::move(doc));
+    if (text.empty()) continue;  // nothing to predict
+    out.push_back({k, text, {}, utf8_chars(text), static_cast<int64_t>(text.size())});
     ++taken;
   }
 }
@@ -115,7 +114,7 @@ std::vector<PplResult> evaluate_perplexity(LlamaModel& model, const Tokenizer& t
   std::vector<Doc> docs;
   for (size_t k = 0; k < sources.size(); ++k) read_source(sources[k], k, tok, cfg, docs);
   std::vector<double> cost;
-  for (const Doc& d : docs) cost.push_back(static_cast<double>(d.ids.size()));
+  for (const Doc& d : docs) cost.push_back(d.cost());  // text bytes: no rank tokenizes what it does not score
   const std::vector<int> group = assign_longest_first(cost, par.dims().dp);
   nlohmann::json mine = nlohmann::json::array();
   const double t0 = now_seconds();
@@ -124,7 +123,12 @@ std::vector<PplResult> evaluate_perplexity(LlamaModel& model, const Tokenizer& t
   double last_log = t0;
   for (size_t i = 0; i < docs.size(); ++i) {
     if (group[i] != par.dp_rank()) continue;
-    const auto [nats, count] = sequence_nll(model, docs[i].ids, cfg.stride);
+    std::vector<int32_t> ids = docs[i].ids;
+    if (!docs[i].text.empty()) {
+      ids = tok.encode(docs[i].text);
+      ids.insert(ids.begin(), tok.bos_id());
+    }
+    const auto [nats, count] = sequence_nll(model, ids, cfg.stride);
     mine.push_back({i, nats, count});
     ++done, tokens_done += count;
     const double now = now_seconds();
@@ -138,7 +142,7 @@ std::vector<PplResult> evaluate_perplexity(LlamaModel& model, const Tokenizer& t
     }
   }
   if (par.tp_rank() != 0) mine = nlohmann::json::array();
-  const std::vector<std::string> parts = gather_strings(mine.dump(), par);
+  const std::vector<std::string> parts = gather_strings(mine.dump(), par.world_comm());
   std::vector<PplResult> out(sources.size());
   for (size_t k = 0; k < sources.size(); ++k) out[k].source = sources[k];
   if (par.rank() != 0) return out;

@@ -45,9 +45,11 @@ bool has_gold(const TaskRun& r) {
 // A set of questions (a subject, a category, a task) as results.json reports it.
 json metrics(const TaskRun& r, const std::vector<size_t>& idx, const std::string& alias) {
   json m = {{"alias", alias}, {"samples", idx.size()}};
-  if (!has_gold(r)) return m;  // a test split: predictions only
   std::vector<double> acc;
   double earned = 0, points = 0;
+  bool gold = false;
+  for (size_t i : idx) gold = gold || !r.questions[i].gold.empty();
+  if (!gold) return m;  // a test split: predictions only
   for (size_t i : idx) {
     acc.push_back(r.scores[i].correct ? 1.0 : 0.0);
     earned += r.scores[i].earned;
@@ -186,13 +188,14 @@ void write_results(const std::string& out_dir, const std::vector<TaskRun>& runs,
       if (q.gold.empty()) submission[q.subject][q.id.empty() ? std::to_string(q.index) : q.id] = s.pred;
     }
     write_file_atomically(out_dir + "/samples_" + r.task + ".jsonl", lines);
-    if (r.task == "ceval" && !has_gold(r))
+    const bool scored = has_gold(r);
+    if (r.task == "ceval" && !scored)
       write_file_atomically(out_dir + "/ceval_submission.json", submission.dump(2) + "\n");
 
     // results.md: the task, its categories, then its subjects.
     const Grouping g = group(r);
     md += fmt("## %s (%s, %lld-shot)\n\n", r.task.c_str(), r.split.c_str(), static_cast<long long>(r.num_fewshot));
-    if (!has_gold(r)) {
+    if (!scored) {
       md += fmt("%zu questions; no answers in this split: predictions only (samples_%s.jsonl%s).\n\n",
                 r.questions.size(), r.task.c_str(), r.task == "ceval" ? ", ceval_submission.json" : "");
       continue;

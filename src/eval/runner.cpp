@@ -1,7 +1,5 @@
 #include "polyllama/eval/runner.hpp"
 
-#include <mpi.h>
-
 #include <algorithm>
 #include <map>
 #include <numeric>
@@ -22,27 +20,6 @@ std::vector<int> assign_longest_first(const std::vector<double>& cost, int parts
     *least += cost[i];
   }
   return group;
-}
-
-std::vector<std::string> gather_strings(const std::string& mine, const ParallelContext& par) {
-  const MPI_Comm comm = par.world_comm();
-  const int world = par.dims().tp * par.dims().dp;
-  const int n = static_cast<int>(mine.size());
-  std::vector<int> sizes(static_cast<size_t>(world)), displs(static_cast<size_t>(world), 0);
-  MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, comm);
-  std::string all;
-  if (par.rank() == 0) {
-    for (int r = 1; r < world; ++r)
-      displs[static_cast<size_t>(r)] = displs[static_cast<size_t>(r - 1)] + sizes[static_cast<size_t>(r - 1)];
-    all.resize(static_cast<size_t>(displs.back() + sizes.back()));
-  }
-  MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), sizes.data(), displs.data(), MPI_CHAR, 0, comm);
-  std::vector<std::string> out;
-  if (par.rank() == 0)
-    for (int r = 0; r < world; ++r)
-      out.push_back(all.substr(static_cast<size_t>(displs[static_cast<size_t>(r)]),
-                               static_cast<size_t>(sizes[static_cast<size_t>(r)])));
-  return out;
 }
 
 std::vector<Response> answer_distributed(LlamaModel& model, const Tokenizer& tok, const EngineConfig& cfg,
@@ -79,7 +56,7 @@ std::vector<Response> answer_distributed(LlamaModel& model, const Tokenizer& tok
   const nlohmann::json counts = {st.prompt_tokens, st.computed_tokens, st.generated_tokens};
   const std::vector<std::string> parts = gather_strings(
       nlohmann::json{{"answers", j}, {"counts", par.tp_rank() == 0 ? counts : nlohmann::json::array()}}.dump(-1, ' ',
-                     false, nlohmann::json::error_handler_t::replace), par);
+                     false, nlohmann::json::error_handler_t::replace), par.world_comm());
   std::vector<Response> out;
   if (par.rank() != 0) return out;
   out.resize(qs.size());

@@ -203,4 +203,26 @@ std::string ParallelContext::traffic_summary() const {
   return s.empty() ? "no collectives" : s;
 }
 
+std::vector<std::string> gather_strings(const std::string& mine, MPI_Comm comm) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  const int n = static_cast<int>(mine.size());
+  std::vector<int> sizes(static_cast<size_t>(size)), displs(static_cast<size_t>(size), 0);
+  MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, comm);
+  std::string all;
+  if (rank == 0) {
+    for (int r = 1; r < size; ++r)
+      displs[static_cast<size_t>(r)] = displs[static_cast<size_t>(r - 1)] + sizes[static_cast<size_t>(r - 1)];
+    all.resize(static_cast<size_t>(displs.back() + sizes.back()));
+  }
+  MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), sizes.data(), displs.data(), MPI_CHAR, 0, comm);
+  std::vector<std::string> out;
+  if (rank == 0)
+    for (int r = 0; r < size; ++r)
+      out.push_back(all.substr(static_cast<size_t>(displs[static_cast<size_t>(r)]),
+                               static_cast<size_t>(sizes[static_cast<size_t>(r)])));
+  return out;
+}
+
 }  // namespace polyllama

@@ -3,9 +3,9 @@
 #   a checkpoint trained until it answers each of the 8 val questions with a chosen letter (the gold one for 7 of
 #   them, a wrong one for the 6th) predicts exactly those letters and scores exactly 7/8 = 0.875, with per-subject
 #   accuracies 1 and 3/4; the results files have lm-evaluation-harness's layout; -np 2 (dp 2) writes bit-identical
-#   samples, results and perplexity to one process, and -np 4 --tp 2 (tp 2 x dp 2) the same predictions with
-#   log-probabilities within 1e-4 (a tp group sums its ranks' partial products in another order); --dump-prompts
-#   needs no model; bad input exits 1 naming what is wrong.
+#   samples, results, perplexity and generated answers to one process, and -np 4 --tp 2 (tp 2 x dp 2) the same
+#   predictions with log-probabilities within 1e-4 (a tp group sums its ranks' partial products in another order);
+#   --dump-prompts needs no model; bad input exits 1 naming what is wrong.
 # Usage: test_eval.sh POLYLLAMA_BINARY
 source "$(dirname "$0")/lib.sh" "$@"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,6 +47,13 @@ if command -v mpirun > /dev/null; then
   mpirun --oversubscribe -np 4 "$bin" "${args[@]}" --tp 2 --out "$work/tp2" > /dev/null 2>&1 || bad "eval -np 4 --tp 2"
   cmp -s "$work/np1/samples_mmlu.jsonl" "$work/np2/samples_mmlu.jsonl" &&
     ok "-np 2: samples identical to one process" || bad "-np 2 samples differ"
+  # Generated answers too (one generate() call per subject): the same completions under -np 2.
+  gen=(eval --ckpt "$work/sft" --tasks mmlu --bench-dir "$bench" --method generate --max-new-tokens 4 --batch-size 3)
+  "$bin" "${gen[@]}" --out "$work/g1" > /dev/null 2>&1 || bad "eval --method generate"
+  mpirun --oversubscribe -np 2 "$bin" "${gen[@]}" --out "$work/g2" > /dev/null 2>&1 ||
+    bad "eval --method generate -np 2"
+  cmp -s "$work/g1/samples_mmlu.jsonl" "$work/g2/samples_mmlu.jsonl" &&
+    ok "-np 2, generated answers: samples identical to one process" || bad "-np 2 generated samples differ"
   python3 "$here/eval_test_data.py" check-split "$work" &&
     ok "-np 2 results identical; -np 4 --tp 2 the same predictions, log-probabilities within 1e-4" ||
     bad "split runs differ"

@@ -66,7 +66,8 @@ def greedy(torch, ref, cfg, params, ids):
     return out, min(gaps)
 
 
-def generate_fixture():
+def reference_model():
+    """torch, the reference module, the fixture's config and its parameters in float64: deterministic, one thread."""
     import torch
 
     sys.path.insert(0, HERE)
@@ -76,7 +77,11 @@ def generate_fixture():
     torch.set_num_threads(1)
     with open(os.path.join(FIXTURE, "config.json")) as f:
         cfg = json.load(f)
-    params = load_params(torch)
+    return torch, ref, cfg, load_params(torch)
+
+
+def generate_fixture():
+    torch, ref, cfg, params = reference_model()
     cases = []
     for text, ids in PROMPTS:
         tokens, gap = greedy(torch, ref, cfg, params, ids)

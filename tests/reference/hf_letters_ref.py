@@ -54,17 +54,10 @@ PROMPTS = [  # (group, text, ids)
 
 
 def make_fixture():
-    import torch
-
     sys.path.insert(0, HERE)
-    import llama_torch_ref as ref
-    from hf_generate_ref import load_params
+    from hf_generate_ref import reference_model
 
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    with open(os.path.join(FIXTURE, "config.json")) as f:
-        cfg = json.load(f)
-    params = load_params(torch)
+    torch, ref, cfg, params = reference_model()
     cases = []
     for group, text, prompt in PROMPTS:
         logits = ref.forward(cfg, params, torch.tensor([prompt], dtype=torch.int64))[0, -1]

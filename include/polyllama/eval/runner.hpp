@@ -25,7 +25,4 @@ std::vector<Response> answer_distributed(LlamaModel& model, const Tokenizer& tok
 // items of equal cost in index order): the group of each item. Deterministic on every rank.
 std::vector<int> assign_longest_first(const std::vector<double>& cost, int parts);
 
-// Every rank's string at world rank 0, in rank order (empty elsewhere).
-std::vector<std::string> gather_strings(const std::string& mine, const ParallelContext& par);
-
 }  // namespace polyllama

@@ -139,6 +139,10 @@ class ParallelContext {
   std::vector<Communicator*> communicators() const;  // every group this context owns, for the counters
 };
 
+// Every member's string at member 0 of `comm`, in rank order (an empty vector on the other members): results of
+// different sizes gathered for one writer (data's rank counts, generate's records, eval's answers).
+std::vector<std::string> gather_strings(const std::string& mine, MPI_Comm comm);
+
 // This process's rank among the ranks of `world` on its node (MPI_COMM_TYPE_SHARED): which GPU it drives.
 int node_local_rank(MPI_Comm world);
 
