@@ -8,9 +8,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "polyllama/core/atomic_file.hpp"
 #include "polyllama/core/log.hpp"
 #include "polyllama/model/config.hpp"
 #include "polyllama/model/llama_sharding.hpp"
+#include "polyllama/tokenizer/hf_tokenizer_json.hpp"
 #include "polyllama/tokenizer/sp_model.hpp"
 #include "polyllama/tokenizer/tokenizer.hpp"
 
@@ -107,6 +109,9 @@ json generation_config(const Tokenizer& tok) {
   return g;
 }
 
+// LLaMA's special tokens around a sequence: BOS before, no EOS (tokenizer_config.json and tokenizer.json agree).
+constexpr HfTokenizerJsonOptions kLlamaBosEos{/*add_bos_token=*/true, /*add_eos_token=*/false};
+
 // LlamaTokenizer over tokenizer.model (transformers builds the fast tokenizer from it). legacy = true keeps
 // SentencePiece's own handling of the leading space, which is exactly how polyllama tokenizes.
 json tokenizer_config(const Tokenizer& tok, const ModelConfig& cfg) {
@@ -125,8 +130,8 @@ json tokenizer_config(const Tokenizer& tok, const ModelConfig& cfg) {
       break;
     }
   return {{"tokenizer_class", "LlamaTokenizer"},
-          {"add_bos_token", true},
-          {"add_eos_token", false},
+          {"add_bos_token", kLlamaBosEos.add_bos_token},
+          {"add_eos_token", kLlamaBosEos.add_eos_token},
           {"bos_token", piece(tok.bos_id(), "<s>")},
           {"eos_token", piece(tok.eos_id(), "</s>")},
           {"unk_token", unk},
@@ -275,11 +280,29 @@ HfExportResult export_hf_llama(const std::string& src, const std::string& out_di
   for (const std::string& name : hf_order(cfg)) tensors.push_back({name, params.get(name), {}});
   PL_CHECK(tensors.size() == params.tensors.size(), "hf_order does not cover every parameter");
 
+  // tokenizer.json, which transformers, vLLM and TGI read before tokenizer.model (no sentencepiece or protobuf
+  // needed), with the same add_bos/add_eos as tokenizer_config.json. Built before anything is written.
+  std::string no_tokenizer_json;
+  const std::optional<HfTokenizerJson> tokenizer_json =
+      hf_tokenizer_json(tok.model_bytes(), kLlamaBosEos, &no_tokenizer_json);
+
   HfWriteResult r = write_hf_folder(out_dir, tensors,
                                           {{"config.json", export_config(cfg, tok, wo.dtype)},
                                            {"generation_config.json", generation_config(tok)},
                                            {"tokenizer_config.json", tokenizer_config(tok, cfg)}},
                                           tok.model_bytes(), wo);
+  const std::string tokenizer_json_path = out_dir + "/tokenizer.json";
+  if (tokenizer_json) {
+    write_file_atomically(tokenizer_json_path, tokenizer_json->text);
+    if (!tokenizer_json->caveat.empty()) log_warn("tokenizer.json: " + tokenizer_json->caveat);
+  } else {
+    // A tokenizer.json of an earlier export would take precedence over this tokenizer.model: remove it.
+    std::error_code ec;
+    const bool removed = fs::remove(tokenizer_json_path, ec);
+    log_warn("no tokenizer.json written: the tokenizers library cannot reproduce this tokenizer exactly (" +
+             no_tokenizer_json + "); transformers will build its fast tokenizer from tokenizer.model, which needs "
+             "sentencepiece and protobuf" + (removed ? "; removed the tokenizer.json already in " + out_dir : ""));
+  }
   log_info(fmt("exported %s (%.2fM parameters) as %s (%s) -> %s: %zu weight file%s, %.1f MB", step.c_str(),
                static_cast<double>(cfg.total_params()) / 1e6, short_dtype_name(wo.dtype), dtype_from.c_str(),
                out_dir.c_str(), r.weight_files.size(), r.weight_files.size() == 1 ? "" : "s",
