@@ -8,6 +8,7 @@ pkgs=(cmake g++ make pkg-config
       openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
       libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev nlohmann-json3-dev
       libopenblas-dev libopenblas0-openmp libopenblas-openmp-dev zlib1g-dev
+      libcurl4-openssl-dev libcpp-httplib-dev
       fortunes-zh)
 if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy time); fi
 

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   std::vector<cli::RunFn> verbs = {cli::add_tokenizer(app), cli::add_data(app),     cli::add_init(app),
                                    cli::add_convert(app),   cli::add_pretrain(app), cli::add_sft(app),
                                    cli::add_generate(app),  cli::add_resize_vocab(app), cli::add_eval(app),
-                                   cli::add_bench(app),     cli::add_plan(app)};
+                                   cli::add_bench(app),     cli::add_plan(app),         cli::add_serve(app)};
   int rc = 0;
   try {
     std::vector<std::string> args =

@@ -22,6 +22,7 @@ RunFn add_generate(CLI::App& app);
 RunFn add_resize_vocab(CLI::App& app);
 RunFn add_plan(CLI::App& app);
 RunFn add_eval(CLI::App& app);
+RunFn add_serve(CLI::App& app);
 
 // --preset and the Hugging Face config fields as flags; explicit flags override the preset.
 struct ModelOptions {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "completion.hpp"
+
 #include "polyllama/core/error.hpp"
 #include "polyllama/core/log.hpp"
 #include "polyllama/model/llama_decode.hpp"
@@ -17,65 +19,6 @@ void GenerateConfig::validate() const {
   for (const std::string& s : stop)
     if (s.empty()) fail_input("--stop: an empty stop string would end every completion at once");
 }
-
-namespace {
-
-constexpr const char* kReplacement = "\xEF\xBF\xBD";  // what SentencePiece decodes an incomplete byte sequence to
-constexpr size_t kContextTokens = 8;
-
-// One prompt in flight.
-struct Row {
-  size_t req = 0;
-  std::vector<int32_t> seen;  // prompt and completion: the repetition penalty's history
-  std::vector<int32_t> ctx;   // the prompt's last ids: decoding after them keeps the completion's leading space
-  std::string ctx_text;
-  std::vector<int32_t> decode_ids;  // ctx, then the completion's ids (without EOS)
-  int64_t limit = 0;                // new tokens allowed
-  size_t emitted = 0;               // bytes of text handed to the stream
-  bool done = false;
-};
-
-class TextTracker {
- public:
-  TextTracker(const Tokenizer& tok, const std::vector<std::string>& stop) : tok_(tok), stop_(stop) {}
-
-  // The completion's text so far.
-  std::string text(const Row& r) const {
-    std::vector<int32_t> ids;
-    ids.reserve(r.decode_ids.size());
-    for (int32_t id : r.decode_ids)
-      if (id < tok_.vocab_size()) ids.push_back(id);  // padded vocabularies: ids the tokenizer lacks are no text
-    const std::string full = tok_.decode(ids);
-    if (full.compare(0, r.ctx_text.size(), r.ctx_text) == 0) return full.substr(r.ctx_text.size());
-    std::vector<int32_t> own(ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), r.ctx.size())), ids.end());
-    return tok_.decode(own);
-  }
-  // Where the first stop string begins, or npos.
-  size_t stop_at(const std::string& text) const {
-    size_t best = std::string::npos;
-    for (const std::string& s : stop_) best = std::min(best, text.find(s));
-    return best;
-  }
-  // Bytes at the end of text that may still change: a proper prefix of a stop string, or an unfinished character.
-  size_t held_back(const std::string& text) const {
-    size_t hold = 0;
-    for (const std::string& s : stop_)
-      for (size_t n = std::min(s.size() - 1, text.size()); n > hold; --n)
-        if (text.compare(text.size() - n, n, s, 0, n) == 0) {
-          hold = n;
-          break;
-        }
-    size_t rep = 0;  // the trailing run of replacement characters: bytes of a character still arriving
-    while (rep + 3 <= text.size() && text.compare(text.size() - rep - 3, 3, kReplacement) == 0) rep += 3;
-    return std::max(hold, rep);
-  }
-
- private:
-  const Tokenizer& tok_;
-  const std::vector<std::string>& stop_;
-};
-
-}  // namespace
 
 std::vector<GenOutput> generate(LlamaModel& model, const Tokenizer& tok, const GenerateConfig& cfg,
                                 const std::vector<GenRequest>& requests, const StreamFn& on_text, GenStats* stats) {
@@ -124,7 +67,6 @@ std::vector<GenOutput> generate(LlamaModel& model, const Tokenizer& tok, const G
   }
   LlamaDecoder dec(model, lim);
   Sampler sampler(cfg.sampling);
-  const TextTracker tt(tok, cfg.stop);
   GenStats st;
   st.cache_bytes = dec.cache_bytes();
   st.activation_bytes = dec.activation_bytes();
@@ -134,24 +76,17 @@ std::vector<GenOutput> generate(LlamaModel& model, const Tokenizer& tok, const G
   std::vector<int32_t> feed;
   for (const Batch& batch : batches) {
     const int64_t B = static_cast<int64_t>(batch.reqs.size()), L = batch.L;
-    std::vector<Row> rows(static_cast<size_t>(B));
+    std::vector<Completion> rows;
+    rows.reserve(static_cast<size_t>(B));
     std::vector<int32_t> pad(static_cast<size_t>(B));
     feed.assign(static_cast<size_t>(B * L), 0);  // padding id: any valid id, nothing real attends to it
     for (int64_t b = 0; b < B; ++b) {
-      Row& r = rows[static_cast<size_t>(b)];
-      r.req = batch.reqs[static_cast<size_t>(b)];
-      const std::vector<int32_t>& ids = requests[r.req].ids;
+      const size_t req = batch.reqs[static_cast<size_t>(b)];
+      const std::vector<int32_t>& ids = requests[req].ids;
       const int64_t n = static_cast<int64_t>(ids.size());
       pad[static_cast<size_t>(b)] = static_cast<int32_t>(L - n);
       std::copy(ids.begin(), ids.end(), feed.begin() + b * L + (L - n));
-      r.seen = ids;
-      if (cfg.text_after_prompt)
-        r.ctx.assign(ids.end() - static_cast<std::ptrdiff_t>(std::min(ids.size(), kContextTokens)), ids.end());
-      r.ctx.erase(std::remove_if(r.ctx.begin(), r.ctx.end(), [&](int32_t id) { return id >= tok.vocab_size(); }),
-                  r.ctx.end());
-      r.ctx_text = tok.decode(r.ctx);
-      r.decode_ids = r.ctx;
-      r.limit = limit_of(r.req);
+      rows.emplace_back(tok, ids, limit_of(req), cfg.text_after_prompt, cfg.stop, cfg.ignore_eos);
       st.prompt_tokens += n;
     }
     const double t0 = now_seconds();
@@ -163,34 +98,16 @@ std::vector<GenOutput> generate(LlamaModel& model, const Tokenizer& tok, const G
     for (uint64_t step = 0; active > 0; ++step) {
       feed.assign(static_cast<size_t>(B), 0);
       for (int64_t b = 0; b < B; ++b) {
-        Row& r = rows[static_cast<size_t>(b)];
-        if (r.done) continue;
-        GenOutput& o = out[r.req];
-        const int32_t id = sampler.next(logits.data() + b * V, V, r.seen, requests[r.req].stream, step);
-        o.tokens.push_back(id);
-        r.seen.push_back(id);
+        Completion& r = rows[static_cast<size_t>(b)];
+        if (r.done()) continue;
+        const size_t req = batch.reqs[static_cast<size_t>(b)];
+        const int32_t id = sampler.next(logits.data() + b * V, V, r.seen(), requests[req].stream, step);
         st.generated_tokens += 1;
-        const bool eos = id == tok.eos_id() && !cfg.ignore_eos;
-        if (!eos) r.decode_ids.push_back(id);
-        std::string text = tt.text(r);
-        const size_t cut = tt.stop_at(text);
-        if (cut != std::string::npos) {
-          text.resize(cut);
-          o.finish_reason = "stop";
-        } else if (eos) {
-          o.finish_reason = "eos";
-        } else if (static_cast<int64_t>(o.tokens.size()) >= r.limit) {
-          o.finish_reason = "length";
-        }
-        r.done = !o.finish_reason.empty();
-        const size_t ready = r.done ? text.size() : text.size() - tt.held_back(text);
-        if (on_text && ready > r.emitted && text.size() >= r.emitted) {
-          on_text(r.req, text.substr(r.emitted, ready - r.emitted));
-          r.emitted = ready;
-        }
-        if (r.done) {
-          o.text = std::move(text);
-          o.seconds = now_seconds() - t0;
+        const std::string fresh = r.push(id);
+        if (on_text && !fresh.empty()) on_text(req, fresh);
+        if (r.done()) {
+          out[req] = std::move(r.output());
+          out[req].seconds = now_seconds() - t0;
           active -= 1;
           dec.retire(b);
         } else {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 namespace polyllama {
@@ -130,6 +131,51 @@ void LlamaDecoder::rewind(int64_t length, int64_t batch) {
   B_ = batch;
   pad_.resize(static_cast<size_t>(batch));
   retired_.assign(static_cast<size_t>(batch), 0);
+}
+
+Tensor LlamaDecoder::cache_rows(size_t l, int kv) const {
+  return Tensor(cache_.get(kv == 0 ? k_cache_[l] : v_cache_[l]).data, cache_.dtype(),
+                {lim_.max_batch * cap_, local_kv_width()});
+}
+
+void LlamaDecoder::admit(int64_t row, const LlamaDecoder& src, int64_t src_row, int64_t n) {
+  PL_CHECK(row >= 0 && row < B_ && retired_[static_cast<size_t>(row)], "admit: row " + std::to_string(row) +
+                                                                          " is not a retired row of the batch");
+  PL_CHECK(n > 0 && n <= len_ && n <= src.len_ && src_row >= 0 && src_row < src.B_,
+           "admit: " + std::to_string(n) + " positions into a batch of length " + std::to_string(len_));
+  PL_CHECK(src.k_cache_.size() == k_cache_.size() && src.local_kv_width() == local_kv_width(),
+           "admit: the decoders hold different models");
+  const int64_t at = len_ - n;
+  for (size_t l = 0; l < k_cache_.size(); ++l)
+    for (const int kv : {0, 1})
+      be_.copy(cache_rows(l, kv).slice_rows(row * cap_ + at, n), src.cache_rows(l, kv).slice_rows(src_row * src.cap_, n));
+  pad_[static_cast<size_t>(row)] = static_cast<int32_t>(at);
+  retired_[static_cast<size_t>(row)] = 0;
+}
+
+void LlamaDecoder::shift(int64_t delta) {
+  PL_CHECK(len_ + delta >= 0 && len_ + delta <= cap_,
+           "shift by " + std::to_string(delta) + " of a batch of length " + std::to_string(len_) + " in " +
+               std::to_string(cap_) + " positions");
+  for (int64_t b = 0; b < B_; ++b) {
+    if (retired_[static_cast<size_t>(b)]) continue;
+    const int64_t p0 = pad_[static_cast<size_t>(b)], n = len_ - p0;
+    PL_CHECK(p0 + delta >= 0, "shift by " + std::to_string(delta) + ": row " + std::to_string(b) + " has only " +
+                                  std::to_string(p0) + " positions of padding");
+    pad_[static_cast<size_t>(b)] = static_cast<int32_t>(p0 + delta);
+    if (delta == 0 || n == 0) continue;
+    // Blocks of |delta| positions never overlap their destination: moving later, copy the last block first.
+    const int64_t step = std::abs(delta), blocks = (n + step - 1) / step;
+    for (size_t l = 0; l < k_cache_.size(); ++l)
+      for (const int kv : {0, 1}) {
+        const Tensor c = cache_rows(l, kv);
+        for (int64_t i = 0; i < blocks; ++i) {
+          const int64_t k = delta > 0 ? blocks - 1 - i : i, from = p0 + k * step, len = std::min(step, n - k * step);
+          be_.copy(c.slice_rows(b * cap_ + from + delta, len), c.slice_rows(b * cap_ + from, len));
+        }
+      }
+  }
+  len_ += delta;
 }
 
 void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_rows, int64_t row0, int64_t T_total,

@@ -31,6 +31,8 @@ AREAS = {
     "data": ("src/data/shards.cpp", "data/shards.hpp", ["core", "tokenizer"]),
     "ckpt": ("src/ckpt/checkpoint.cpp", "ckpt/checkpoint.hpp", ["core", "parallel", "model", "tokenizer"]),
     "eval": ("src/eval/sampling.cpp", "eval/sampling.hpp", ["model", "data", "tokenizer", "parallel", "core"]),
+    "serve": ("src/serve/openai_api.cpp", "serve/openai_api.hpp", ["eval", "model", "data", "tokenizer", "parallel",
+                                                                   "core"]),
     "train": ("src/train/trainer.cpp", "train/trainer.hpp", ["model", "optim", "data", "ckpt", "parallel", "core"]),
     "cli": ("src/cli/options.cpp", None, None),  # None: every area; nothing includes cli (it has no public headers)
 }

@@ -59,6 +59,17 @@ class LlamaDecoder {
   void expand(int64_t batch);
   void rewind(int64_t length, int64_t batch);
 
+  // Continuous batching (serve): requests join and leave a running batch. admit() puts the first n cache positions
+  // of row src_row of another decoder over the same model (a prompt prefilled alone) into retired row `row`, as
+  // its last n positions (n <= length(); the row's padding becomes length() - n), and makes the row live again.
+  // shift(delta) moves every live row's positions by delta (> 0: later, its padding grows; < 0: earlier, which
+  // every live row's padding must allow) and the length with them, so a batch can make room for a longer
+  // prompt and give back the padding that finished rows left. A row's keys keep their RoPE positions either way.
+  void admit(int64_t row, const LlamaDecoder& src, int64_t src_row, int64_t n);
+  void shift(int64_t delta);
+  bool live(int64_t row) const { return !retired_[static_cast<size_t>(row)]; }
+  int64_t padding(int64_t row) const { return pad_[static_cast<size_t>(row)]; }
+
   int64_t length() const { return len_; }  // cache positions filled, padding included
   int64_t capacity() const { return cap_; }
   int64_t batch() const { return B_; }
@@ -77,6 +88,8 @@ class LlamaDecoder {
   int64_t local_kv_width() const { return KV_ * cfg_.head_dim(); }
   // The logits (rows, this rank's vocabulary slice), as whole host rows (rows, V) gathered over tp.
   void download_logits(Tensor logits, int64_t rows, double* dst);
+  // Layer l's keys (kv = 0) or values (kv = 1) as (max_batch * cap_, KV * D) rows.
+  Tensor cache_rows(size_t l, int kv) const;
 
   LlamaModel& model_;
   Backend& be_;
