@@ -10,7 +10,7 @@ pkgs=(cmake g++ make pkg-config
       libopenblas-dev libopenblas0-openmp libopenblas-openmp-dev zlib1g-dev
       libcurl4-openssl-dev libcpp-httplib-dev
       fortunes-zh)
-if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy time); fi
+if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy python3-venv time); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

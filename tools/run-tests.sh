@@ -5,6 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh --with-reference
 tools/build.sh
+# The Hugging Face `tokenizers` package (a PyPI wheel of a few MB), the reference of the tokenizer.json test, in a
+# venv beside the build; without network the test skips.
+pyref="${BUILD_DIR:-build}/pyref"
+if [[ ! -x "$pyref/bin/python" ]] || ! "$pyref/bin/python" -c 'import tokenizers' 2> /dev/null; then
+  python3 -m venv --system-site-packages "$pyref" && "$pyref/bin/pip" install -q tokenizers ||
+    echo "run-tests: could not install the Python package tokenizers; cli_tokenizer_json will skip"
+fi
+[[ -x "$pyref/bin/python" ]] && export POLYLLAMA_PYTHON="$PWD/$pyref/bin/python"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure --timeout 900 "$@"

@@ -3,6 +3,8 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <unordered_set>
 
 #include "polyllama/core/error.hpp"
@@ -53,6 +55,7 @@ ExtendResult extend_vocabulary(const std::string& base, const std::string& base_
     if (p.type == PieceType::normal) lowest = any_normal ? std::min(lowest, p.score) : p.score, any_normal = true;
   }
   // Candidates in the new model's order: for BPE that is its merge order (best first).
+  float score = lowest;  // the last score given: each new piece ranks strictly below the one before
   for (const SpPiece& p : other.pieces) {
     if (p.type != PieceType::normal) continue;
     ++r.candidates;
@@ -71,8 +74,14 @@ ExtendResult extend_vocabulary(const std::string& base, const std::string& base_
     SpPiece n;
     n.piece = p.piece;
     n.type = PieceType::normal;
-    // Whole steps below the lowest score: exact in float for any vocabulary below 2^24.
-    n.score = opt.scores == NewPieceScores::zero ? 0.0f : lowest - 1.0f - static_cast<float>(r.added);
+    // Whole steps below the lowest score, or one float step where a whole step is lost to rounding (LLaMA 2's
+    // lowest normal pieces score -1e9, where floats are 64 apart): tied scores would leave SentencePiece's merge
+    // order to position, which no merge list (tokenizer.json) reproduces.
+    if (opt.scores != NewPieceScores::zero) {
+      const float step = score - 1.0f;
+      score = step < score ? step : std::nextafter(score, -std::numeric_limits<float>::infinity());
+    }
+    n.score = opt.scores == NewPieceScores::zero ? 0.0f : score;
     merged.pieces.push_back(std::move(n));
     have.insert(p.piece);
     ++r.added;

@@ -12,81 +12,14 @@ Prints one summary line per run: lines, tokens, id mismatches, decode mismatches
 
 Usage: hf_tokenizer_json_check.py FOLDER TEXT... [--label NAME] [--model BPE|Unigram] [--spm-encode PATH]
 
-       hf_tokenizer_json_check.py --untie IN.model OUT.model FIRST_NEW
-writes a copy of IN.model whose normal pieces from id FIRST_NEW on score below every earlier normal piece, one
-float32 step apart in id order (what `tokenizer extend --scores below` means to give them; on LLaMA's base, whose
-lowest score is -1e9, it gives thousands of them the same float32 score). Standard library only: the protobuf wire
-format is edited in place (a score is a fixed32 field 2 of each piece, field 1 of the model).
 """
 import argparse
 import json
-import struct
 import subprocess
 import sys
 
 
-def varint(buf, i):
-    v = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return v, i
-
-
-def fields(buf, start, end):
-    """(number, wire type, value start, value end) of each field of the message buf[start:end]."""
-    i = start
-    while i < end:
-        tag, i = varint(buf, i)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            _, j = varint(buf, i)
-        elif wire == 1:
-            j = i + 8
-        elif wire == 2:
-            n, i = varint(buf, i)
-            j = i + n
-        elif wire == 5:
-            j = i + 4
-        else:
-            raise ValueError(f"wire type {wire} at byte {i}")
-        yield number, wire, i, j
-        i = j
-
-
-def untie(src, dst, first_new):
-    buf = bytearray(open(src, "rb").read())
-    pieces = []  # (score offset or None, score, type)
-    for number, wire, b, e in fields(buf, 0, len(buf)):
-        if number != 1 or wire != 2:
-            continue
-        off, score, kind = None, 0.0, 1
-        for n2, w2, b2, e2 in fields(buf, b, e):
-            if n2 == 2 and w2 == 5:
-                off, score = b2, struct.unpack("<f", buf[b2:e2])[0]
-            elif n2 == 3 and w2 == 0:
-                kind = varint(buf, b2)[0]
-        pieces.append((off, score, kind))
-    bits = struct.unpack("<I", struct.pack("<f", min(s for _, s, k in pieces[:first_new] if k == 1)))[0]
-    bits = 0x80000000 if bits == 0 else bits  # -0.0: the next steps are negative
-    step = 1 if bits & 0x80000000 else -1  # away from zero for a negative score, towards it for a positive one
-    for off, _, kind in pieces[first_new:]:
-        if kind != 1:
-            continue
-        if off is None:
-            raise ValueError("a new piece has no score field to edit in place")
-        bits += step
-        buf[off:off + 4] = struct.pack("<I", bits)
-    open(dst, "wb").write(buf)
-    return 0
-
-
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "--untie":
-        return untie(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     ap = argparse.ArgumentParser()
     ap.add_argument("folder", help="a folder written by `polyllama convert --to hf`")
     ap.add_argument("texts", nargs="+", help="UTF-8 text files, compared line by line")
