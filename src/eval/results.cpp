@@ -2,10 +2,14 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "polyllama/core/atomic_file.hpp"
+#include "polyllama/core/error.hpp"
 #include "polyllama/core/log.hpp"
+#include "polyllama/eval/responses.hpp"
 
 namespace fs = std::filesystem;
 
@@ -98,9 +102,34 @@ std::string pct(const json& m, const char* key) {
   return m.contains(key) ? fmt("%.2f", 100.0 * m.at(key).get<double>()) : std::string("-");
 }
 
+const char* const kResultsHeader = "# Evaluation results\n\n";
+const char* const kResponsesHeading = "## responses ";
+
+// Every object member of `part` into the same member of `res` (results.json's top-level sections).
+void merge_sections(json& res, const json& part) {
+  for (const auto& [section, entries] : part.items())
+    for (const auto& [key, value] : entries.items()) res[section][key] = value;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_input(path + ": cannot read");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// OUT/responses.jsonl: one line per instruction, in input order.
+void write_response_records(const std::string& out_dir, const ResponsesRun& rr) {
+  std::string lines;
+  for (const ResponseRecord& r : rr.records) lines += response_record_line(r, rr.judge_model) + "\n";
+  write_file_atomically(out_dir + "/responses.jsonl", lines);
+}
+
 }  // namespace
 
-json results_json(const std::vector<TaskRun>& runs, const std::vector<PplResult>& ppl, const json& config) {
+json results_json(const std::vector<TaskRun>& runs, const std::vector<PplResult>& ppl, const json& config,
+                  const ResponsesRun* responses) {
   json results = json::object(), groups = json::object(), group_subtasks = json::object(),
        configs = json::object(), versions = json::object(), nshot = json::object();
   for (const TaskRun& r : runs) {
@@ -151,17 +180,19 @@ json results_json(const std::vector<TaskRun>& runs, const std::vector<PplResult>
     results[key] = m;
     versions[key] = 1;
   }
-  return {{"results", results}, {"groups", groups}, {"group_subtasks", group_subtasks}, {"configs", configs},
-          {"versions", versions}, {"n-shot", nshot}, {"config", config}};
+  json res = {{"results", results}, {"groups", groups}, {"group_subtasks", group_subtasks}, {"configs", configs},
+              {"versions", versions}, {"n-shot", nshot}, {"config", config}};
+  if (responses) merge_sections(res, responses_results_json(*responses));
+  return res;
 }
 
 void write_results(const std::string& out_dir, const std::vector<TaskRun>& runs, const std::vector<PplResult>& ppl,
-                   const json& config) {
+                   const json& config, const ResponsesRun* responses) {
   fs::create_directories(out_dir);
-  const json res = results_json(runs, ppl, config);
-  write_file_atomically(out_dir + "/results.json", res.dump(2) + "\n");
+  const json res = results_json(runs, ppl, config, responses);
+  write_file_atomically(out_dir + "/results.json", res.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 
-  std::string md = "# Evaluation results\n\n";
+  std::string md = kResultsHeader;
   for (const TaskRun& r : runs) {
     // Samples: one line per question, in question order.
     std::string lines;
@@ -220,6 +251,10 @@ void write_results(const std::string& out_dir, const std::vector<TaskRun>& runs,
     }
     md += "\n";
   }
+  if (responses) {
+    write_response_records(out_dir, *responses);
+    md += responses_markdown(*responses, res);
+  }
   if (!ppl.empty()) {
     md += "## Perplexity\n\n| source | documents | tokens | token perplexity | bits/token | bits/char | bits/byte |\n"
           "|---|---|---|---|---|---|---|\n";
@@ -231,6 +266,43 @@ void write_results(const std::string& out_dir, const std::vector<TaskRun>& runs,
     md += "\n";
   }
   write_file_atomically(out_dir + "/results.md", md);
+}
+
+void update_responses_results(const std::string& out_dir, const ResponsesRun& responses, const json& config) {
+  const std::string json_path = out_dir + "/results.json", md_path = out_dir + "/results.md";
+  if (!fs::exists(json_path)) return write_results(out_dir, {}, {}, config, &responses);
+  json res;
+  try {
+    res = json::parse(read_text_file(json_path));
+  } catch (const json::parse_error& e) {
+    fail_input(json_path + ": not valid JSON (" + e.what() + "); move it away to write a fresh one");
+  }
+  if (!res.is_object()) fail_input(json_path + ": not a results.json object; move it away to write a fresh one");
+  // The earlier responses entries go; every other task's stay.
+  for (const char* section : {"results", "groups", "group_subtasks", "configs", "versions", "n-shot"}) {
+    if (!res.contains(section) || !res[section].is_object()) continue;
+    json kept = json::object();
+    for (const auto& [key, value] : res[section].items())
+      if (key != "responses" && key.rfind("responses_", 0) != 0) kept[key] = value;
+    res[section] = kept;
+  }
+  const json part = responses_results_json(responses);
+  merge_sections(res, part);
+  res["config"]["judge_only"] = config;
+  write_response_records(out_dir, responses);
+  write_file_atomically(json_path, res.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+
+  // results.md: the responses section replaced where it was (up to the next "## " heading), else appended.
+  std::string md = fs::exists(md_path) ? read_text_file(md_path) : std::string(kResultsHeader);
+  const std::string section = responses_markdown(responses, res);
+  const size_t found = md.find(std::string("\n") + kResponsesHeading);
+  if (found == std::string::npos) {
+    md += section;
+  } else {
+    const size_t at = found + 1, next = md.find("\n## ", at);
+    md = md.substr(0, at) + section + (next == std::string::npos ? "" : md.substr(next + 1));
+  }
+  write_file_atomically(md_path, md);
 }
 
 }  // namespace polyllama

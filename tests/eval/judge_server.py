@@ -6,8 +6,14 @@ POST /v1/chat/completions answers according to a marker in the messages, "CASE:<
 messages is the judge's repair request. GET /stats returns what the tests assert on: the number of POSTs, the most
 requests in flight at once, the Authorization headers seen, and the last request's path and body fields.
 
-Usage: judge_server.py --port-file FILE  (binds 127.0.0.1 on an ephemeral port and writes the port to FILE)
+With --mode varied (tests/cli/test_eval_responses.sh) markers are ignored: each answer gets scores derived from a
+hash of its first two messages (the rubric, question and answer), the same for every request of that answer, and
+about one answer in seven gets no valid reply at all (first request and repair), so that it stays unscored.
+
+Usage: judge_server.py --port-file FILE [--mode script|varied]  (binds 127.0.0.1 on an ephemeral port and writes the
+port to FILE)
 """
+import hashlib
 import argparse
 import json
 import os
@@ -21,6 +27,7 @@ LOCK = threading.Lock()
 STATS = {"posts": 0, "in_flight": 0, "max_in_flight": 0, "auth": [], "last_path": "", "last_body": {}}
 COUNTS = {}  # marker -> requests seen (first-stage requests only)
 MARKER = re.compile(r"CASE:([a-z0-9_]+)(#[A-Za-z0-9_]+)?")
+MODE = "script"
 
 
 def scores(acc, f, info, lc, h, reason):
@@ -36,6 +43,14 @@ def chat(content):
     return 200, {}, {"id": "chatcmpl-test", "object": "chat.completion", "model": "judge",
                      "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                   "finish_reason": "stop"}]}
+
+
+def varied(messages):
+    """--mode varied: (status, headers, body, sleep) from a hash of the item's own messages."""
+    h = hashlib.sha256("\n".join(str(m.get("content", "")) for m in messages[:2]).encode()).digest()
+    if h[0] % 7 == 0:
+        return chat("I would rather not give numbers for this one.") + (0,)
+    return chat(scores(h[1] % 4, h[2] % 4, h[3] % 4, h[4] % 4, h[5] % 4, "varied")) + (0,)
 
 
 def script(case, n, messages, auth):
@@ -129,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
             if len(messages) <= 2:
                 COUNTS[marker] = COUNTS.get(marker, 0) + 1
             n = COUNTS.get(marker, 1)
-        status, headers, reply, sleep = script(case, n, messages, auth)
+        status, headers, reply, sleep = varied(messages) if MODE == "varied" else script(case, n, messages, auth)
         if self.path != "/v1/chat/completions":
             status, headers, reply, sleep = 404, {}, "no such path", 0
         time.sleep(sleep)
@@ -141,7 +156,10 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port-file", required=True)
+    ap.add_argument("--mode", choices=["script", "varied"], default="script")
     args = ap.parse_args()
+    global MODE
+    MODE = args.mode
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     tmp = args.port_file + ".tmp"
