@@ -264,11 +264,8 @@ int run(Opts& o) {
   if (want_ppl) o.ppl.validate(cfg);
   std::unique_ptr<ChatTemplate> tpl;  // the responses task's
   if (want_responses) {
-    if (!o.tpl.empty())
-      tpl = std::make_unique<ChatTemplate>(ChatTemplate::load(o.tpl));
-    else if (!meta.chat_template_json.empty())
-      tpl = std::make_unique<ChatTemplate>(ChatTemplate::from_json(meta.chat_template_json, h5 + ": chat_template"));
-    else
+    tpl = chat_template_for(o.tpl, meta, h5);
+    if (!tpl)
       fail_input(dir + " holds no chat template (it was not instruction-tuned by `polyllama sft`): --tasks responses "
                  "needs one; pass --template NAME (" + [] {
                    std::string names;

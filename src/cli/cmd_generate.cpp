@@ -50,11 +50,8 @@ int run(const Opts& o) {
   const Tokenizer tok = Tokenizer::from_bytes(meta.tokenizer_bytes, h5);
   std::unique_ptr<ChatTemplate> tpl;
   if (o.chat) {
-    if (!o.tpl.empty())
-      tpl = std::make_unique<ChatTemplate>(ChatTemplate::load(o.tpl));
-    else if (!meta.chat_template_json.empty())
-      tpl = std::make_unique<ChatTemplate>(ChatTemplate::from_json(meta.chat_template_json, h5 + ": chat_template"));
-    else
+    tpl = chat_template_for(o.tpl, meta, h5);
+    if (!tpl)
       fail_input(dir +
                  " holds no chat template (it was not instruction-tuned by `polyllama sft`): pass --template "
                  "NAME or drop --chat");

@@ -41,11 +41,7 @@ int run(Opts o) {
   validate_tensor_parallel(cfg, o.tp);
   const ParallelContext par(dims, MPI_COMM_WORLD);
   const Tokenizer tok = Tokenizer::from_bytes(meta.tokenizer_bytes, h5);
-  std::unique_ptr<ChatTemplate> tpl;
-  if (!o.tpl.empty())
-    tpl = std::make_unique<ChatTemplate>(ChatTemplate::load(o.tpl));
-  else if (!meta.chat_template_json.empty())
-    tpl = std::make_unique<ChatTemplate>(ChatTemplate::from_json(meta.chat_template_json, h5 + ": chat_template"));
+  const std::unique_ptr<ChatTemplate> tpl = chat_template_for(o.tpl, meta, h5);  // none: chat requests get 400
   if (o.serve.model_name.empty()) {
     std::string d = o.ckpt;
     while (d.size() > 1 && d.back() == '/') d.pop_back();

@@ -1,5 +1,7 @@
 #include <cstdio>
 
+#include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/data/chat_template.hpp"
 #include "verbs.hpp"
 
 namespace polyllama::cli {
@@ -45,6 +47,14 @@ ModelConfig ModelOptions::resolve() const {
   if (given(9)) c.tie_word_embeddings = cfg.tie_word_embeddings;
   c.validate();
   return c;
+}
+
+std::unique_ptr<ChatTemplate> chat_template_for(const std::string& tpl_opt, const CheckpointMeta& meta,
+                                                const std::string& h5) {
+  if (!tpl_opt.empty()) return std::make_unique<ChatTemplate>(ChatTemplate::load(tpl_opt));
+  if (!meta.chat_template_json.empty())
+    return std::make_unique<ChatTemplate>(ChatTemplate::from_json(meta.chat_template_json, h5 + ": chat_template"));
+  return nullptr;
 }
 
 }  // namespace polyllama::cli

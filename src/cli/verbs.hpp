@@ -3,9 +3,15 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "polyllama/model/config.hpp"
+
+namespace polyllama {
+struct ChatTemplate;
+struct CheckpointMeta;
+}  // namespace polyllama
 
 namespace polyllama::cli {
 
@@ -38,6 +44,10 @@ struct ModelOptions {
 void add_config_file(CLI::App* cmd);
 // Rewrites argv (without argv[0]) so the --config file's keys come first as ordinary options.
 std::vector<std::string> expand_config(CLI::App& app, std::vector<std::string> args);
+// The chat template a verb prompts through: --template (a built-in name or a JSON file) when given, else the one
+// the checkpoint was instruction-tuned with (`sft` stores it in model.h5, named h5); nullptr when neither.
+std::unique_ptr<ChatTemplate> chat_template_for(const std::string& tpl_opt, const CheckpointMeta& meta,
+                                                const std::string& h5);
 // Prints one JSON line when --json was given, else nothing.
 void print_json_summary(bool enabled, const std::string& json_line);
 
