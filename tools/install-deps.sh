@@ -2,7 +2,8 @@
 # Installs everything polyllama builds and tests with, from Debian's apt alone. Idempotent: a machine that has
 # every package installs nothing. Usage: tools/install-deps.sh [--with-reference]
 #   --with-reference  also installs Debian's PyTorch (python3-torch), the independent reference that tests
-#                     regenerate their fixtures with and the CPU benchmark runs side by side.
+#                     regenerate their fixtures with and the CPU benchmark runs side by side, and Lmod, which
+#                     the install test loads the generated modulefile with.
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config
       openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
@@ -10,7 +11,7 @@ pkgs=(cmake g++ make pkg-config
       libopenblas-dev libopenblas0-openmp libopenblas-openmp-dev zlib1g-dev
       libcurl4-openssl-dev libcpp-httplib-dev
       fortunes-zh)
-if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy python3-venv time); fi
+if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy python3-venv time lmod); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,5 +1,7 @@
 #include "polyllama/backend/backend_factory.hpp"
 
+#include <utility>
+
 #include "polyllama/backend/cpu/cpu_backend.hpp"
 #ifdef POLYLLAMA_HAVE_CUDA
 #include "polyllama/backend/cuda/cuda_backend.hpp"
@@ -22,6 +24,23 @@ int cuda_device_count() {
 #else
   return 0;
 #endif
+}
+
+CudaInfo cuda_info() {
+  CudaInfo info;
+#ifdef POLYLLAMA_HAVE_CUDA
+  CudaStackInfo s = cuda_stack_info();
+  info.built = true;
+  info.driver = std::move(s.driver);
+  info.runtime = std::move(s.runtime);
+  info.cublaslt = std::move(s.cublaslt);
+  info.cudnn = std::move(s.cudnn);
+  info.devices = std::move(s.devices);
+  info.error = std::move(s.error);
+#else
+  cuda_available(&info.error);
+#endif
+  return info;
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads, int gpu) {

@@ -1,7 +1,11 @@
 #include "polyllama/ckpt/checkpoint.hpp"
 #include "polyllama/core/atomic_file.hpp"
 
+#include <algorithm>
+#include <climits>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -18,8 +22,66 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
+bool is_step_name(const std::string& n) {
+  return n.size() == 13 && n.rfind("step_", 0) == 0 &&
+         std::all_of(n.begin() + 5, n.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool all_finite(const Tensor& t) {
+  const int64_t n = t.numel();
+  switch (t.dtype) {
+    case DType::f32: {
+      const float* p = static_cast<const float*>(t.data);
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i])) return false;
+      return true;
+    }
+    case DType::f64: {
+      const double* p = static_cast<const double*>(t.data);
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i])) return false;
+      return true;
+    }
+    case DType::bf16: {
+      const uint16_t* p = static_cast<const uint16_t*>(t.data);
+      for (int64_t i = 0; i < n; ++i)
+        if ((p[i] & 0x7F80u) == 0x7F80u) return false;  // exponent all ones: infinity or NaN
+      return true;
+    }
+  }
+  return true;
+}
+
+// Why a step directory cannot be resumed from, or "" when it can.
+std::string step_dir_problem(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir / "model.h5", ec)) return "has no model.h5";
+  try {
+    const CheckpointMeta m = read_meta((dir / "model.h5").string());
+    if (!m.trainer_json.empty() && !fs::exists(dir / "optim.h5", ec)) return "has no optim.h5";
+  } catch (const Error& e) {
+    return std::string("does not load: ") + e.what();
+  }
+  return "";
+}
+
+uintmax_t tree_bytes(const fs::path& dir) {
+  uintmax_t n = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec)) n += it->file_size(ec);
+  return n;
+}
 
 }  // namespace
+
+int64_t first_non_finite(const std::vector<NamedTensor>& tensors, MPI_Comm comm) {
+  long long first = LLONG_MAX;
+  for (size_t i = 0; i < tensors.size() && first == LLONG_MAX; ++i)
+    if (!tensors[i].tensor.empty() && !all_finite(tensors[i].tensor)) first = static_cast<long long>(i);
+  MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_LONG_LONG, MPI_MIN, comm);
+  return first == LLONG_MAX ? -1 : static_cast<int64_t>(first);
+}
 
 std::string begin_checkpoint(const std::string& ckpt_root, int64_t step, MPI_Comm comm) {
   int rank = 0;
@@ -64,6 +126,13 @@ std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const st
                             const std::vector<NamedTensor>& optim, const CheckpointMeta& meta, MPI_Comm comm) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
+  // Nothing non-finite is ever saved: checked before anything is written, so the last good checkpoint stays `latest`.
+  for (const std::vector<NamedTensor>* set : {&model, &optim})
+    if (const int64_t bad = first_non_finite(*set, comm); bad >= 0)
+      fail_runtime("refusing to save step " + std::to_string(step) + ": tensor '" +
+                       (*set)[static_cast<size_t>(bad)].name + "' holds NaN or infinite values; nothing was written and " +
+                       ckpt_root + "/latest still names the last good checkpoint",
+                   __FILE__, __LINE__);
   const fs::path tmp_dir = begin_checkpoint(ckpt_root, step, comm);
   write_tensor_file((tmp_dir / "model.h5").string(), model, &meta, comm);
   if (!optim.empty()) write_tensor_file((tmp_dir / "optim.h5").string(), optim, nullptr, comm);
@@ -105,15 +174,83 @@ std::string latest_checkpoint(const std::string& ckpt_root) {
 
 void prune_checkpoints(const std::string& ckpt_root, int keep) {
   if (keep <= 0 || !fs::exists(ckpt_root)) return;
-  std::set<std::string> steps;  // zero-padded names sort by step
-  for (const auto& e : fs::directory_iterator(ckpt_root)) {
-    const std::string n = e.path().filename().string();
-    if (e.is_directory() && n.rfind("step_", 0) == 0 && n.find('.') == std::string::npos) steps.insert(n);
+  std::string latest;
+  std::ifstream(fs::path(ckpt_root) / "latest") >> latest;
+  std::vector<std::string> steps = list_step_dirs(ckpt_root);  // zero-padded names sort by step
+  auto count = static_cast<int64_t>(steps.size());
+  for (const std::string& n : steps) {
+    if (count <= keep) break;
+    if (n == latest) continue;  // the newest known good checkpoint
+    fs::remove_all(fs::path(ckpt_root) / n);
+    --count;
   }
-  while (static_cast<int>(steps.size()) > keep) {
-    fs::remove_all(fs::path(ckpt_root) / *steps.begin());
-    steps.erase(steps.begin());
+}
+
+std::vector<std::string> list_step_dirs(const std::string& ckpt_root) {
+  std::vector<std::string> steps;
+  std::error_code ec;
+  for (fs::directory_iterator it(ckpt_root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (is_step_name(n) && it->is_directory(ec)) steps.push_back(n);
   }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+std::vector<std::string> remove_stale_tmp_dirs(const std::string& ckpt_root) {
+  std::vector<std::string> removed;
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  for (fs::directory_iterator it(ckpt_root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0 && is_step_name(n.substr(0, n.size() - 4)) &&
+        it->is_directory(ec))
+      stale.push_back(it->path());
+  }
+  std::sort(stale.begin(), stale.end());
+  for (const fs::path& p : stale) {
+    const uintmax_t bytes = tree_bytes(p);
+    fs::remove_all(p, ec);
+    if (ec) fail_input("cannot remove the stale checkpoint directory " + p.string() + ": " + ec.message());
+    char size[64];
+    std::snprintf(size, sizeof size, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+    removed.push_back(p.string() + " (" + size + ", a save that never completed)");
+  }
+  return removed;
+}
+
+std::string find_resume_checkpoint(const std::string& ckpt_root, bool repair, std::string* note) {
+  const fs::path root(ckpt_root);
+  note->clear();
+  std::string name, why;
+  std::ifstream f(root / "latest");
+  if (!f) {
+    why = ckpt_root + "/latest is missing";
+  } else if (!(f >> name) || !is_step_name(name)) {
+    why = ckpt_root + "/latest does not name a step directory";
+  } else {
+    why = step_dir_problem(root / name);
+    if (why.empty()) return (root / name).string();
+    why = ckpt_root + "/latest names " + name + ", which " + why;
+  }
+  const std::vector<std::string> steps = list_step_dirs(ckpt_root);
+  if (steps.empty()) {
+    if (f) *note = why + ", and there is no step directory to rebuild it from";
+    return "";
+  }
+  std::string skipped;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    const std::string problem = step_dir_problem(root / *it);
+    if (!problem.empty()) {
+      skipped += "; skipped " + *it + ", which " + problem;
+      continue;
+    }
+    if (repair) write_file_atomically((root / "latest").string(), *it + "\n");
+    *note = why + skipped + "; rebuilt it from " + *it + ", the newest intact checkpoint";
+    return (root / *it).string();
+  }
+  *note = why + skipped;
+  return "";
 }
 
 }  // namespace polyllama

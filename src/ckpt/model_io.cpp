@@ -33,9 +33,16 @@ void HostMirror::push() {
     for (size_t i = 0; i < host.size(); ++i) be_.upload(device_[i].tensor, host[i].tensor.data);
 }
 
-void load_model_weights(const std::string& model_h5, LlamaModel& m) {
+void load_model_weights(const std::string& model_h5, LlamaModel& m, bool require_finite) {
   HostMirror mirror(m.backend(), model_tensors(m));
   read_tensor_file(model_h5, mirror.host);
+  if (require_finite) {
+    const int64_t bad = first_non_finite(mirror.host, m.parallel() ? m.parallel()->world_comm() : MPI_COMM_SELF);
+    if (bad >= 0)
+      fail_input(model_h5 + ": tensor '" + mirror.host[static_cast<size_t>(bad)].name +
+                 "' holds NaN or infinite values, which training cannot start from; start from an earlier "
+                 "checkpoint of the run (--init-from STEP_DIR with a new --run-dir)");
+  }
   mirror.push();
   m.refresh_working_weights();
 }

@@ -98,7 +98,7 @@ RunFn add_bench(CLI::App& app) {
   cmd->add_option("--micro-batch", o->batch, "sequences per step")->capture_default_str();
   cmd->add_option("--steps", o->steps, "timed steps (the median is reported)")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed steps first")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
+  add_threads_option(cmd, o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   cmd->add_option("--sgemm-size", o->sgemm_n,
                   "cpu: n of the n x n x n sgemm, timed after every step, that sets the reference rate (0: skip)")
       ->capture_default_str();

@@ -61,7 +61,7 @@ RunFn add_data(CLI::App& app) {
                 "FILE:LINE)");
   cmd->add_option("--max-shard-tokens", o->pipe.max_shard_tokens, "a rank starts a new shard after this many tokens")
       ->capture_default_str();
-  cmd->add_option("--threads", o->pipe.threads, "encoding threads per rank")->capture_default_str();
+  add_threads_option(cmd, o->pipe.threads, "encoding threads per rank")->capture_default_str();
   cmd->add_option("--encoder", o->encoder,
                   "auto: polyllama's BPE encoder where the model allows it (LLaMA-style BPE; the same ids as "
                   "SentencePiece, many times faster; each rank checks its first documents against SentencePiece), "

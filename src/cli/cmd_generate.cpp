@@ -174,7 +174,7 @@ RunFn add_generate(CLI::App& app) {
   cmd->add_option("--prefill-chunk", g.prefill_chunk, "prompt tokens per forward pass while prefilling")
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "compute dtype on the CPU: f32 or f64")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
+  add_threads_option(cmd, o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   cmd->add_option("--tp", o->tp,
                   "tensor-parallel ranks: heads, kv-heads, MLP features and vocabulary split over tp consecutive "
                   "ranks (each must divide by tp); the launched ranks / tp are data-parallel groups splitting the "

@@ -96,7 +96,7 @@ RunFn add_serve(CLI::App& app) {
   cmd->add_option("--http-threads", s.http_threads, "HTTP handler threads (0: 2 x --max-batch + 4)")
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "compute dtype on the CPU: f32 or f64")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
+  add_threads_option(cmd, o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   cmd->add_option("--tp", o->tp, "tensor-parallel ranks holding the one model (launch exactly this many)")
       ->capture_default_str();
   return [cmd, o]() { return cmd->parsed() ? run(*o) : 0; };

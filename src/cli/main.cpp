@@ -7,6 +7,7 @@
 #include "polyllama/backend/cpu/cpu_backend.hpp"
 #include "polyllama/core/error.hpp"
 #include "polyllama/core/log.hpp"
+#include "polyllama/train/run_dir.hpp"
 #include "verbs.hpp"
 
 int main(int argc, char** argv) {
@@ -28,7 +29,8 @@ int main(int argc, char** argv) {
   std::vector<cli::RunFn> verbs = {cli::add_tokenizer(app), cli::add_data(app),     cli::add_init(app),
                                    cli::add_convert(app),   cli::add_pretrain(app), cli::add_sft(app),
                                    cli::add_generate(app),  cli::add_resize_vocab(app), cli::add_eval(app),
-                                   cli::add_bench(app),     cli::add_plan(app),         cli::add_serve(app)};
+                                   cli::add_bench(app),     cli::add_plan(app),         cli::add_serve(app),
+                                   cli::add_doctor(app)};
   int rc = 0;
   try {
     std::vector<std::string> args =
@@ -52,12 +54,14 @@ int main(int argc, char** argv) {
   } catch (const polyllama::Error& e) {
     std::fprintf(stderr, "polyllama: error: %s\n", e.what());
     std::fflush(stderr);
+    polyllama::record_active_run_failure(e.what());  // RUN/status.json of a training verb (world rank 0)
     if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, e.code());
     MPI_Finalize();
     return e.code();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "polyllama: error: %s\n", e.what());
     std::fflush(stderr);
+    polyllama::record_active_run_failure(e.what());
     if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, polyllama::kExitRuntime);
     MPI_Finalize();
     return polyllama::kExitRuntime;

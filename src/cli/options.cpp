@@ -1,10 +1,29 @@
+#include <algorithm>
 #include <cstdio>
+#include <thread>
 
 #include "polyllama/ckpt/checkpoint.hpp"
 #include "polyllama/data/chat_template.hpp"
 #include "verbs.hpp"
 
 namespace polyllama::cli {
+
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& help) {
+  const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const CLI::Validator check(
+      [hw](std::string& v) -> std::string {
+        long long n = 0;
+        // CLI11 puts the flag's name in front: "--threads: 0 must be at least 1 ..."
+        if (!CLI::detail::lexical_cast(v, n)) return v + " is not a whole number";
+        if (n < 1) return v + " must be at least 1 (leave it out for OMP_NUM_THREADS or all cores)";
+        if (n > 4LL * hw)
+          return v + " is more than 4 x the " + std::to_string(hw) + " hardware threads here (" +
+                 std::to_string(4 * hw) + ")";
+        return "";
+      },
+      "1.." + std::to_string(4 * hw), "threads");
+  return cmd->add_option("--threads", threads, help)->check(check);
+}
 
 void print_json_summary(bool enabled, const std::string& json_line) {
   if (enabled) std::printf("%s\n", json_line.c_str());

@@ -2,11 +2,19 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "polyllama/backend/backend_factory.hpp"
 #include "polyllama/core/log.hpp"
+#include "polyllama/train/run_dir.hpp"
 #include "verbs.hpp"
+
+namespace fs = std::filesystem;
 
 namespace polyllama::cli {
 
@@ -23,6 +31,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--run-dir", t.run_dir, "run directory: ckpt/, metrics.jsonl")->required();
   cmd->add_option("--init-from", o.init_from, "checkpoint step directory to start from when RUN has none");
   cmd->add_flag("--no-resume", o.no_resume, "refuse to continue an existing run directory");
+  cmd->add_flag("--overwrite", o.overwrite,
+                "with --init-from: start RUN over from it even though RUN holds checkpoints (refused otherwise); "
+                "RUN's checkpoints and metrics.jsonl are deleted once the new run's model and data are loaded");
   cmd->add_option("--val-every", o.val_every, "every Nth document or example is held out for validation (0: none)")
       ->capture_default_str();
   cmd->add_option("--steps", t.steps, "optimizer steps in the whole run")->capture_default_str();
@@ -35,7 +46,12 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--eval-interval", t.eval_interval, "steps between validation losses (0: at the end)");
   cmd->add_option("--eval-batches", t.eval_batches, "micro-batches per validation (0: all)")->capture_default_str();
   cmd->add_option("--save-interval", t.save_interval, "steps between checkpoints (0: at the end)");
-  cmd->add_option("--keep-last", t.keep_last, "checkpoints to keep (0: all)");
+  cmd->add_option("--keep-last", t.keep_last,
+                  "checkpoints to keep (0: all); the one ckpt/latest names, the newest known good, is never deleted");
+  cmd->add_option("--max-bad-steps", t.max_bad_steps,
+                  "steps in a row with a non-finite loss or gradient norm (each is skipped: no update) before the run "
+                  "stops with exit 2, saving nothing, ckpt/latest the last good checkpoint")
+      ->capture_default_str();
   cmd->add_option("--seed", t.seed, "data-order seed")->capture_default_str();
   cmd->add_option("--lr", op.lr, "peak learning rate")->capture_default_str()->group("Optimizer");
   cmd->add_option("--min-lr", op.min_lr, "learning rate at the end of cosine decay")
@@ -51,7 +67,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--grad-clip", op.grad_clip, "max global gradient norm (0: off)")
       ->capture_default_str()
       ->group("Optimizer");
-  cmd->add_option("--threads", o.threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
+  add_threads_option(cmd, o.threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   cmd->add_option("--device", o.device,
                   "cpu, or cuda (one GPU per rank, NCCL between ranks: bf16 activations and weights copy, f32 master "
                   "weights, gradients and optimizer state; checkpoints are the same f32 files either way)")
@@ -74,9 +90,65 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_flag("--json", o.json, "print a one-line JSON summary at the end");
 }
 
+void claim_run_dir(const std::string& run_dir) {
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  std::string why;
+  if (world_rank == 0) {
+    why = try_lock_run_dir(run_dir);
+    if (why.empty())
+      for (const std::string& line : remove_stale_tmp_dirs(run_dir + "/ckpt")) log_info("removed " + line);
+  }
+  int len = static_cast<int>(why.size());
+  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  why.resize(static_cast<size_t>(len));
+  MPI_Bcast(why.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (!why.empty()) fail_input(why);
+}
+
+std::string describe_checkpoints(const std::string& run_dir) {
+  const std::vector<std::string> steps = list_step_dirs(run_dir + "/ckpt");
+  if (steps.empty()) return "";
+  std::string latest;
+  std::ifstream(fs::path(run_dir) / "ckpt" / "latest") >> latest;
+  std::string d = steps.size() == 1 ? "1 checkpoint, " + steps[0]
+                                    : std::to_string(steps.size()) + " checkpoints, " + steps.front() + " to " +
+                                          steps.back();
+  return d + (latest.empty() ? " (no latest)" : " (latest: " + latest + ")");
+}
+
+void clear_run_dir(const std::string& run_dir, const std::string& keep_dir) {
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  if (world_rank == 0) {
+    std::error_code ec;
+    const fs::path root = fs::path(run_dir) / "ckpt";
+    const fs::path keep = keep_dir.empty() ? fs::path() : fs::weakly_canonical(keep_dir, ec);
+    std::vector<std::string> removed;
+    for (const std::string& n : list_step_dirs(root.string())) {
+      if (!keep.empty() && fs::weakly_canonical(root / n, ec) == keep) continue;
+      fs::remove_all(root / n, ec);
+      if (ec) fail_input("--overwrite: cannot remove " + (root / n).string() + ": " + ec.message());
+      removed.push_back(n);
+    }
+    std::string latest;
+    std::ifstream(root / "latest") >> latest;
+    if (std::find(removed.begin(), removed.end(), latest) != removed.end() && fs::remove(root / "latest", ec))
+      removed.push_back("latest");
+    if (fs::remove(fs::path(run_dir) / "metrics.jsonl", ec)) removed.push_back("metrics.jsonl");
+    if (!removed.empty()) {
+      std::string list;
+      for (const std::string& n : removed) list += (list.empty() ? "" : ", ") + n;
+      log_info("--overwrite: starting " + run_dir + " over; removed " + list);
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
 StartPoint find_start(const TrainOptions& o, const char* verb) {
-  int world_size = 1;
+  int world_size = 1, world_rank = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   (void)ParallelDims::from_tp(o.tp, world_size);  // fails early, naming the numbers
   if (world_size > 1 && o.device == "cuda" && !nccl_available())
     fail_input(std::string(verb) + " on " + std::to_string(world_size) + " ranks with --device cuda needs NCCL, "
@@ -84,23 +156,53 @@ StartPoint find_start(const TrainOptions& o, const char* verb) {
                "-DNCCL_ROOT=PREFIX); one rank trains on one GPU without it");
   o.train.validate();
   o.optim.validate();
+  const std::string& run = o.train.run_dir;
+  if (o.overwrite && o.init_from.empty())
+    fail_input("--overwrite starts " + run + " over from --init-from STEP_DIR, and no --init-from was given");
+  claim_run_dir(run);
   StartPoint s;
-  const std::string ckpt_root = o.train.run_dir + "/ckpt";
-  s.dir = latest_checkpoint(ckpt_root);
-  if (!s.dir.empty() && o.no_resume && !read_meta(s.dir + "/model.h5").trainer_json.empty())
-    fail_input(o.train.run_dir + " already holds a training checkpoint (" + s.dir +
-               "); remove --no-resume to continue it or choose a new --run-dir");
-  s.resuming = !s.dir.empty();
-  if (s.dir.empty()) s.dir = o.init_from;
-  if (s.dir.empty())
-    fail_input(o.train.run_dir + " has no checkpoint: run `polyllama init --run-dir " + o.train.run_dir +
+  std::string note;
+  const std::string latest = o.overwrite ? "" : find_resume_checkpoint(run + "/ckpt", world_rank == 0, &note);
+  if (!note.empty() && world_rank == 0) log_warn(note);
+  const std::string existing = describe_checkpoints(run);
+  if (!latest.empty()) {
+    const bool trained = !read_meta(latest + "/model.h5").trainer_json.empty();
+    if (o.no_resume && trained)
+      fail_input(run + " already holds a training checkpoint (" + latest +
+                 "); remove --no-resume to continue it or choose a new --run-dir");
+    if (!o.init_from.empty() && !trained)
+      fail_input(run + " already holds " + existing + ", not trained yet (written by init or convert), so --init-from " +
+                 o.init_from + " would be ignored; choose a new --run-dir for it, or leave --init-from out to train " +
+                 latest);
+    if (!o.init_from.empty())  // a requeued job repeats its command line: it continues, --init-from served its start
+      log_info("resuming " + latest + "; --init-from " + o.init_from + " is only used while " + run +
+               " has no checkpoint");
+    s.dir = latest;
+    s.resuming = true;
+  } else if (!existing.empty() && !o.overwrite) {
+    fail_input(run + " holds " + existing + " but none of them can be resumed (" + note + "); " +
+               (o.init_from.empty() ? "" : "--init-from " + o.init_from + " would start a new run over them; ") +
+               "choose a new --run-dir, or repair a checkpoint there");
+  } else if (!o.init_from.empty()) {
+    s.dir = o.init_from;
+  } else {
+    fail_input(run + " has no checkpoint: run `polyllama init --run-dir " + run +
                "` first, or pass --init-from STEP_DIR");
+  }
+  if (o.overwrite && !existing.empty())
+    log_info("--overwrite: " + run + " holds " + existing + "; they are removed once the model and data are loaded");
   s.meta = read_meta(s.dir + "/model.h5");
   s.cfg = ModelConfig::from_hf_json(nlohmann::json::parse(s.meta.config_json), s.dir + "/model.h5");
   s.tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_bytes(s.meta.tokenizer_bytes, s.dir + "/model.h5"));
   if (o.train.seq_len > s.cfg.max_position_embeddings)
     fail_input("--seq-len " + std::to_string(o.train.seq_len) + " exceeds the model's max_position_embeddings " +
                std::to_string(s.cfg.max_position_embeddings));
+  if (world_rank == 0) {
+    int64_t step = 0;
+    if (s.resuming && !s.meta.trainer_json.empty())
+      step = nlohmann::json::parse(s.meta.trainer_json).value("step", int64_t{0});
+    begin_active_run(run, step);
+  }
   return s;
 }
 
@@ -119,7 +221,7 @@ LoadedModel load_model(const TrainOptions& o, const StartPoint& start) {
   // The GPU computes in bf16 with f32 master weights; a backend without bf16 ops (the CPU) in f32 throughout.
   m.model = std::make_unique<LlamaModel>(start.cfg, *m.backend, DType::f32,
                                          m.backend->supports(Op::matmul, DType::bf16), m.parallel.get());
-  load_model_weights(start.dir + "/model.h5", *m.model);
+  load_model_weights(start.dir + "/model.h5", *m.model, /*require_finite=*/true);
   m.model->allocate_activations(o.train.micro_batch, o.train.seq_len, o.recompute, o.recompute_layers);
   return m;
 }
@@ -136,6 +238,7 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
                static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_attention_heads),
                static_cast<long long>(cfg.num_key_value_heads), static_cast<long long>(cfg.vocab_size),
                model.parameter_bytes() >> 20, model.activation_bytes() >> 20, where.c_str()));
+  if (o.overwrite) clear_run_dir(o.train.run_dir, start.dir);
   Trainer trainer(o.train, o.optim, model, train, val, start.meta);
   if (start.resuming) trainer.resume_from(start.dir);  // --init-from takes weights only: a new run starts at step 0
   install_stop_signal_handlers();
@@ -150,8 +253,20 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
                                             {"loss", r.losses.empty() ? -1.0 : r.losses.back()},
                                             {"val_loss", r.last_val_loss},
                                             {"tokens_per_s", r.tokens_per_s},
+                                            {"skipped_steps", r.skipped_steps},
                                             {"stopped_by_signal", r.stopped_by_signal}}
                                  .dump());
+  if (world_rank == 0) {
+    if (r.stopped_by_signal) {
+      const std::string sig = stop_signal_name();
+      end_active_run(RunState::stopped,
+                     (sig.empty() ? std::string("a signal to another rank") : sig) +
+                         fmt(": saved a checkpoint at step %lld and stopped (exit 3); rerun the same command to resume",
+                             static_cast<long long>(trainer.state().step)));
+    } else {
+      end_active_run(RunState::done, fmt("trained to step %lld", static_cast<long long>(trainer.state().step)));
+    }
+  }
   return r.stopped_by_signal ? static_cast<int>(kExitSignal) : 0;
 }
 

@@ -23,6 +23,7 @@ struct TrainOptions {
   OptimConfig optim;
   std::string init_from;
   bool no_resume = false, json = false;
+  bool overwrite = false;  // with --init-from: start RUN over even though it holds checkpoints
   int64_t val_every = 20;
   int threads = 0;
   std::string device = "cpu";  // cpu, or cuda: bf16 mixed precision with f32 master weights
@@ -39,7 +40,21 @@ void add_train_options(CLI::App* cmd, TrainOptions& o);
 // CUDA backend, fails with exit 1 elsewhere).
 const char* attention_option_help();
 
-// The checkpoint a run starts from: RUN/ckpt/latest when present (resuming), else --init-from.
+// Takes a run directory for this process, before anything in it is read or written (pretrain, sft, init): world
+// rank 0 locks RUN/.lock for the life of the process (every rank fails together, exit 1, naming the holder's host
+// and pid when another process has it) and removes the step_*.tmp directories of killed saves, logging each.
+void claim_run_dir(const std::string& run_dir);
+// What RUN/ckpt holds, for messages: "3 checkpoints, step_00000000 to step_00000008 (latest: step_00000008)";
+// "" when there is no step directory.
+std::string describe_checkpoints(const std::string& run_dir);
+// Starts a claimed RUN over (--overwrite), on world rank 0: removes its step directories except `keep_dir` (the
+// checkpoint the new run starts from, when it lies inside RUN), `latest` when it named a removed one, and
+// metrics.jsonl; logs what it removed. Collective over the world.
+void clear_run_dir(const std::string& run_dir, const std::string& keep_dir);
+
+// The checkpoint a run starts from: RUN/ckpt/latest when present (resuming; a missing or broken `latest` is
+// rebuilt from the newest intact step directory), else --init-from. Claims RUN first and, on world rank 0,
+// registers it for RUN/status.json ("running").
 struct StartPoint {
   std::string dir;
   bool resuming = false;

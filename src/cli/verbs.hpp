@@ -29,6 +29,7 @@ RunFn add_resize_vocab(CLI::App& app);
 RunFn add_plan(CLI::App& app);
 RunFn add_eval(CLI::App& app);
 RunFn add_serve(CLI::App& app);
+RunFn add_doctor(CLI::App& app);
 
 // --preset and the Hugging Face config fields as flags; explicit flags override the preset.
 struct ModelOptions {
@@ -39,6 +40,10 @@ struct ModelOptions {
   // The preset with every explicitly given flag applied, validated.
   ModelConfig resolve() const;
 };
+
+// --threads N for a verb that runs on this machine's cores: N must be at least 1 (leave the flag out for OpenMP's
+// default) and at most 4 x the hardware threads; anything else fails parsing (exit 1) naming the flag and value.
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& help);
 
 // Every verb reads its options from a TOML file too: `--config FILE`.
 void add_config_file(CLI::App* cmd);

@@ -1,5 +1,7 @@
 #include "polyllama/model/config.hpp"
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/error.hpp"
@@ -18,7 +20,8 @@ void ModelConfig::validate() const {
     bad("num_attention_heads " + std::to_string(num_attention_heads) + " is not a multiple of num_key_value_heads " +
         std::to_string(num_key_value_heads));
   if (head_dim() % 2 != 0) bad("head dim " + std::to_string(head_dim()) + " must be even for rotary embeddings");
-  if (!(rms_norm_eps > 0) || !(rope_theta > 0)) bad("rms_norm_eps and rope_theta must be positive");
+  if (!(std::isfinite(rms_norm_eps) && rms_norm_eps > 0) || !(std::isfinite(rope_theta) && rope_theta > 0))
+    bad("rms_norm_eps and rope_theta must be finite and positive");
 }
 
 int64_t ModelConfig::recomputed_layers(bool recompute, int64_t recompute_layers) const {

@@ -6,6 +6,7 @@
 
 #include "polyllama/core/backend.hpp"
 #include "polyllama/core/error.hpp"
+#include "polyllama/parallel/environment.hpp"
 #include "polyllama/parallel/parallel.hpp"
 
 #ifdef POLYLLAMA_HAVE_NCCL
@@ -20,6 +21,15 @@ namespace polyllama {
 #ifdef POLYLLAMA_HAVE_NCCL
 
 bool nccl_available() { return true; }
+
+std::string nccl_version() {
+  int code = 0;
+  if (ncclGetVersion(&code) != ncclSuccess || code <= 0) return "unknown";
+  // NCCL_VERSION(X, Y, Z): X * 10000 + Y * 100 + Z since 2.9, X * 1000 + Y * 100 + Z before.
+  const bool wide = code >= 10000;
+  const int major = wide ? code / 10000 : code / 1000, minor = (wide ? code % 10000 : code % 1000) / 100;
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(code % 100);
+}
 
 namespace {
 
@@ -216,6 +226,8 @@ std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator& grou
 #else  // built without NCCL
 
 bool nccl_available() { return false; }
+
+std::string nccl_version() { return ""; }
 
 std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator&, Backend& backend) {
   fail_input(std::string("more than one rank on the ") + backend.name() +

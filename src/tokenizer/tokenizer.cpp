@@ -101,4 +101,11 @@ void train_sentencepiece(const std::vector<std::string>& inputs, const std::stri
   if (!st.ok()) fail_input("SentencePiece training failed: " + st.ToString());
 }
 
+std::string sentencepiece_version() {
+#ifdef POLYLLAMA_SENTENCEPIECE_VERSION
+  if (*POLYLLAMA_SENTENCEPIECE_VERSION) return POLYLLAMA_SENTENCEPIECE_VERSION;
+#endif
+  return "unknown";
+}
+
 }  // namespace polyllama

@@ -39,9 +39,18 @@ StepResult train_step(LlamaModel& model, ZeroAdamW& opt, const ParallelContext& 
   opt.finish_reduction();
   par.dp().all_reduce(&loss, 1, DType::f64, ReduceOp::sum);
   r.grad_norm = opt.clip_grad_norm();
+  r.loss = loss / static_cast<double>(std::max<int64_t>(1, r.tokens));
+  // The loss is summed over dp and the norm over the world, so the ranks already see the same values; agreeing
+  // explicitly costs one scalar and keeps them in step even if a reduction rounded differently somewhere.
+  double bad = step_is_finite(r.loss, r.grad_norm) ? 0 : 1;
+  par.world().all_reduce(&bad, 1, DType::f64, ReduceOp::max);
+  if (bad > 0) {
+    opt.discard_step();
+    r.skipped = true;
+    return r;
+  }
   opt.step(lr);
   model.refresh_working_weights();
-  r.loss = loss / static_cast<double>(std::max<int64_t>(1, r.tokens));
   return r;
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/log.hpp"
+#include "polyllama/train/run_dir.hpp"
 #include "polyllama/train/train_step.hpp"
 
 namespace fs = std::filesystem;
@@ -18,8 +19,8 @@ namespace polyllama {
 
 namespace {
 
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+volatile std::sig_atomic_t g_stop = 0;  // the signal's number
+void on_signal(int sig) { g_stop = sig; }
 
 const ParallelContext& context_of(const LlamaModel& m, std::unique_ptr<ParallelContext>& own) {
   if (m.parallel()) return *m.parallel();
@@ -34,6 +35,15 @@ void install_stop_signal_handlers() {
   std::signal(SIGUSR1, on_signal);
 }
 bool stop_requested() { return g_stop != 0; }
+std::string stop_signal_name() {
+  switch (g_stop) {
+    case 0: return "";
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    default: return "signal " + std::to_string(static_cast<int>(g_stop));
+  }
+}
 
 void TrainConfig::validate() const {
   auto bad = [](const std::string& m) { fail_input("training config: " + m); };
@@ -44,6 +54,7 @@ void TrainConfig::validate() const {
         std::to_string(micro_batch));
   if (log_interval <= 0) bad("log_interval must be positive");
   if (eval_interval < 0 || save_interval < 0 || eval_batches < 0 || keep_last < 0) bad("intervals must be >= 0");
+  if (max_bad_steps < 1) bad("max_bad_steps (--max-bad-steps) must be at least 1, got " + std::to_string(max_bad_steps));
 }
 
 std::vector<NamedTensor> optimizer_tensors(const ZeroAdamW& opt) {
@@ -87,6 +98,7 @@ void Trainer::resume_from(const std::string& step_dir) {
   st_.step = j.at("step").get<int64_t>();
   st_.consumed_samples = j.at("consumed_samples").get<int64_t>();
   st_.consumed_tokens = j.at("consumed_tokens").get<int64_t>();
+  st_.skipped_steps = j.value("skipped_steps", int64_t{0});
   const int64_t saved_rows = j.contains("global_batch") ? j.at("global_batch").get<int64_t>()
                                                          : j.at("micro_batch").get<int64_t>() *
                                                                j.at("accum_steps").get<int64_t>();
@@ -94,6 +106,9 @@ void Trainer::resume_from(const std::string& step_dir) {
     log_warn("global batch changed on resume; the data order continues from consumed samples");
   HostMirror optim(model_.backend(), optimizer_tensors(opt_));
   read_tensor_file(step_dir + "/optim.h5", optim.host);
+  if (const int64_t bad = first_non_finite(optim.host, par_.world_comm()); bad >= 0)
+    fail_input(step_dir + "/optim.h5: tensor '" + optim.host[static_cast<size_t>(bad)].name +
+               "' holds NaN or infinite values, which training cannot resume from");
   optim.push();
   if (par_.rank() == 0) truncate_metrics_after(st_.step);
   opt_.set_steps_done(j.at("optimizer_steps").get<int64_t>());
@@ -122,6 +137,7 @@ std::string Trainer::save() {
   nlohmann::json j = {{"step", st_.step},
                       {"consumed_samples", st_.consumed_samples},
                       {"consumed_tokens", st_.consumed_tokens},
+                      {"skipped_steps", st_.skipped_steps},
                       {"optimizer_steps", opt_.steps_done()},
                       {"micro_batch", cfg_.micro_batch},
                       {"accum_steps", accum_},
@@ -194,6 +210,8 @@ TrainResult Trainer::run() {
     if (writer) metrics << nlohmann::json{{"step", st_.step}, {"val_loss", vl}}.dump() << "\n" << std::flush;
   };
 
+  int64_t bad_in_row = 0, first_bad = 0, skipped_since = 0;
+  bool save_due = false;  // a periodic save that fell on a skipped step waits for the next good one
   while (st_.step < cfg_.steps) {
     double stop = stop_requested() ? 1 : 0;  // every rank stops at the same step
     par_.world().all_reduce(&stop, 1, DType::f64, ReduceOp::max);
@@ -214,34 +232,79 @@ TrainResult Trainer::run() {
         train_step(model_, opt_, par_, {inputs_.data(), targets_.data(), doc_start_.data(), accum}, lr);
     const int64_t step_tokens = sr.tokens;
     const double gnorm = sr.grad_norm;
+    // A skipped step still consumes its batch and advances the schedule (as Megatron's skipped iterations do):
+    // the run stays the same function of (seed, step) whatever was skipped.
     st_.step += 1;
     st_.consumed_samples += rows * dp;
     st_.consumed_tokens += step_tokens;
+    set_active_run_step(st_.step);
     const double loss = sr.loss;
     res.losses.push_back(loss);
-    loss_since += loss;
+    if (sr.skipped) {
+      if (bad_in_row++ == 0) first_bad = st_.step;
+      st_.skipped_steps += 1;
+      res.skipped_steps += 1;
+      skipped_since += 1;
+      if (writer)  // every rank skips it; one says so
+        log_warn(fmt("step %lld: loss %g, gradient norm %g: not finite, the update is skipped (%lld in a row, "
+                     "%lld in this run; --max-bad-steps %lld in a row stop it)",
+                     static_cast<long long>(st_.step), loss, gnorm, static_cast<long long>(bad_in_row),
+                     static_cast<long long>(st_.skipped_steps), static_cast<long long>(cfg_.max_bad_steps)));
+    } else {
+      bad_in_row = 0;
+      loss_since += loss;
+    }
     // Throughput counts positions processed (what the hardware did); SFT trains on a share of them only.
     tokens_since += rows * T * dp;
     tokens_run += rows * T * dp;
     steps_since += 1;
-    if (writer)
-      metrics << nlohmann::json{{"step", st_.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}}.dump() << "\n";
+    if (writer) {
+      nlohmann::json line{{"step", st_.step}, {"loss", loss},   {"lr", lr},
+                          {"grad_norm", gnorm}, {"skipped_steps", st_.skipped_steps}};
+      if (sr.skipped) line["skipped"] = true;  // JSON writes a NaN or infinite loss or norm as null
+      metrics << line.dump() << "\n";
+    }
+    if (bad_in_row >= cfg_.max_bad_steps) {
+      if (writer) metrics << std::flush;
+      std::string latest;
+      std::ifstream(fs::path(cfg_.run_dir) / "ckpt" / "latest") >> latest;
+      fail_runtime(fmt("%lld steps in a row (%lld to %lld) had a non-finite loss or gradient norm "
+                       "(--max-bad-steps %lld); stopped without saving. ",
+                       static_cast<long long>(bad_in_row), static_cast<long long>(first_bad),
+                       static_cast<long long>(st_.step), static_cast<long long>(cfg_.max_bad_steps)) +
+                       (latest.empty() ? "This run has saved no checkpoint yet"
+                                       : cfg_.run_dir + "/ckpt/latest still names " + latest +
+                                             ", the last good checkpoint, which a rerun resumes from") +
+                       ". Lower --lr or check the data",
+                   __FILE__, __LINE__);
+    }
 
     if (st_.step % cfg_.log_interval == 0 || st_.step == cfg_.steps) {
       const double now = now_seconds(), dt = now - t_last;
       const double tps = static_cast<double>(tokens_since) / dt;
       const double eta = dt / static_cast<double>(steps_since) * static_cast<double>(cfg_.steps - st_.step);
-      log_info(fmt("step %6lld/%lld | loss %.4f | lr %.3e | gnorm %.3f | %.0f tok/s | %.1f GFLOP/s | eta %.0fs",
+      const int64_t good_since = steps_since - skipped_since;
+      log_info(fmt("step %6lld/%lld | loss %.4f | lr %.3e | gnorm %.3f | %.0f tok/s | %.1f GFLOP/s | eta %.0fs%s",
                    static_cast<long long>(st_.step), static_cast<long long>(cfg_.steps),
-                   loss_since / static_cast<double>(steps_since), lr, gnorm, tps,
-                   flops_per_step * static_cast<double>(steps_since) / dt / 1e9, eta));
+                   good_since > 0 ? loss_since / static_cast<double>(good_since) : std::nan(""), lr, gnorm, tps,
+                   flops_per_step * static_cast<double>(steps_since) / dt / 1e9, eta,
+                   skipped_since > 0 ? fmt(" | %lld skipped", static_cast<long long>(skipped_since)).c_str() : ""));
       metrics << std::flush;
       t_last = now;
-      tokens_since = steps_since = 0;
+      tokens_since = steps_since = skipped_since = 0;
       loss_since = 0;
     }
     if (cfg_.eval_interval > 0 && st_.step % cfg_.eval_interval == 0 && st_.step < cfg_.steps) eval_and_log();
-    if (cfg_.save_interval > 0 && st_.step % cfg_.save_interval == 0 && st_.step < cfg_.steps) save();
+    if (cfg_.save_interval > 0 && st_.step % cfg_.save_interval == 0 && st_.step < cfg_.steps) save_due = true;
+    if (save_due && st_.step < cfg_.steps) {
+      if (bad_in_row == 0) {
+        save();
+        save_due = false;
+      } else if (writer && st_.step % cfg_.save_interval == 0) {
+        log_warn(fmt("step %lld: the checkpoint waits for the next step that is not skipped",
+                     static_cast<long long>(st_.step)));
+      }
+    }
   }
   res.tokens_per_s = static_cast<double>(tokens_run) / std::max(1e-9, now_seconds() - t_start);
   if (!res.stopped_by_signal) eval_and_log();

@@ -2,6 +2,7 @@
 // Backends by device name, for the command line: "cpu" always, "cuda" when built with CUDA and a GPU is present.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "polyllama/core/backend.hpp"
 
@@ -17,5 +18,16 @@ int cuda_device_count();
 // True when this build has the CUDA backend and a GPU is usable; otherwise `why` (when given) says what is
 // missing: "built without CUDA" or the CUDA runtime's reason (no driver, no device).
 bool cuda_available(std::string* why = nullptr);
+
+// The CUDA stack for `polyllama doctor`, in any build: whether this build has the CUDA backend, then (when it
+// has) the driver, runtime, cuBLASLt and cuDNN versions ("12.4", "12.4.2"; "" when absent), the devices
+// ("NVIDIA H100 80GB HBM3 (sm_90, 81559 MiB)") and why none is usable ("" when one is).
+struct CudaInfo {
+  bool built = false;
+  std::string driver, runtime, cublaslt, cudnn;
+  std::vector<std::string> devices;
+  std::string error;
+};
+CudaInfo cuda_info();
 
 }  // namespace polyllama

@@ -59,7 +59,26 @@ std::string latest_checkpoint(const std::string& ckpt_root);
 // What a user may name as a checkpoint: a step directory (holds model.h5), a run directory (RUN/ckpt/latest) or
 // a checkpoint root (latest); fails naming `what` (the option) and path otherwise.
 std::string resolve_step_dir(const std::string& path, const std::string& what = "");
-// Keeps the newest `keep` complete step directories (0 keeps all).
+// Keeps the newest `keep` complete step directories (0 keeps all), and never deletes the one `latest` names: the
+// newest checkpoint known good (a save refuses non-finite tensors and training moves `latest` only after a good
+// step), even when newer step directories exist.
 void prune_checkpoints(const std::string& ckpt_root, int keep);
+
+// The index of the first tensor holding a NaN or an infinity in any rank's block, -1 when every value is finite.
+// Collective over `comm`: each rank checks its own blocks and the ranks agree on the lowest index, so every rank
+// passes the same names in the same order (as write_tensor_file asks) and every rank can name the tensor.
+int64_t first_non_finite(const std::vector<NamedTensor>& tensors, MPI_Comm comm = MPI_COMM_SELF);
+
+// The complete step directories under ckpt_root (step_XXXXXXXX, without .tmp/.old), oldest first, as names.
+std::vector<std::string> list_step_dirs(const std::string& ckpt_root);
+// Removes the step_XXXXXXXX.tmp directories of saves that were killed before their rename; returns one line per
+// directory removed (its name and size) for the log. Call it only while no other process can be saving there (the
+// training verbs hold the run directory's lock).
+std::vector<std::string> remove_stale_tmp_dirs(const std::string& ckpt_root);
+// The step directory a run resumes from: the one `latest` names when it is intact (its model.h5 metadata loads
+// and, for a trained checkpoint, optim.h5 is there), else the newest intact step_XXXXXXXX, and then, when
+// `repair` (one process only), `latest` is rewritten to name it. `note` says what was wrong and what was done
+// (empty when `latest` was fine or there is no checkpoint at all). "" when no step directory is intact.
+std::string find_resume_checkpoint(const std::string& ckpt_root, bool repair, std::string* note);
 
 }  // namespace polyllama

@@ -31,6 +31,8 @@ class HostMirror {
 };
 
 // Reads a model.h5 into the model's parameters (through host memory when needed) and refreshes the working copy.
-void load_model_weights(const std::string& model_h5, LlamaModel& m);
+// require_finite (training): a tensor holding NaN or infinity fails (exit 1) naming it, on every rank of the model's
+// parallel context together.
+void load_model_weights(const std::string& model_h5, LlamaModel& m, bool require_finite = false);
 
 }  // namespace polyllama

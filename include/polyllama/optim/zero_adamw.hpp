@@ -56,6 +56,9 @@ class ZeroAdamW {
   double clip_grad_norm();
   // Updates this rank's rows, then gathers every rank's rows of the parameters.
   void step(double lr);
+  // Instead of step(): drops the clipping armed by clip_grad_norm() and leaves the parameters, the moments and the
+  // step count as they are (a step skipped for a non-finite loss or gradient norm; every rank must skip it).
+  void discard_step() { clip_factor_ = 1.0; }
   int64_t steps_done() const { return steps_; }
   void set_steps_done(int64_t s) { steps_ = s; }
   const std::vector<ZeroSlot>& slots() const { return slots_; }

@@ -47,4 +47,8 @@ void train_sentencepiece(const std::vector<std::string>& inputs, const std::stri
 
 std::string fnv1a64_hex(const void* data, size_t n);
 
+// The SentencePiece this build compiled and linked against, as pkg-config reported it at configure time
+// ("0.1.97"; the library has no version call); "unknown" when pkg-config gave none.
+std::string sentencepiece_version();
+
 }  // namespace polyllama

@@ -30,6 +30,8 @@ struct TrainConfig {
   int64_t save_interval = 0;     // 0: only at the end
   int keep_last = 0;             // checkpoints to keep (0 = all)
   uint64_t seed = 1234;          // data order
+  int64_t max_bad_steps = 5;     // steps in a row whose loss or gradient norm is not finite (each skipped, no
+                                 // update) before the run stops with exit 2, without saving
   void validate() const;
   // Sequences per step and micro-batches per step on each of dp data-parallel ranks.
   int64_t global_rows(int dp = 1) const { return global_batch > 0 ? global_batch : micro_batch * dp; }
@@ -40,12 +42,14 @@ struct TrainerState {
   int64_t step = 0;              // optimizer steps done
   int64_t consumed_samples = 0;  // sequences drawn from the sampler
   int64_t consumed_tokens = 0;   // targets that carried loss
+  int64_t skipped_steps = 0;     // steps skipped for a non-finite loss or gradient norm, over the whole run
 };
 
 struct TrainResult {
   std::vector<double> losses;  // training loss per step of this invocation
   double last_val_loss = -1;
   bool stopped_by_signal = false;
+  int64_t skipped_steps = 0;   // steps of this invocation skipped for a non-finite loss or gradient norm
   double tokens_per_s = 0;
 };
 
@@ -60,6 +64,10 @@ class Trainer {
           const SampleStream* val, CheckpointMeta base_meta);
   // Restores optimizer and trainer state from a checkpoint directory written by this trainer.
   void resume_from(const std::string& step_dir);
+  // The non-finite policy: a step with a non-finite loss or gradient norm is skipped (train_step), logged and
+  // counted (metrics.jsonl: "skipped": true on its line, "skipped_steps" on every line); a periodic save that falls
+  // on such a step waits for the next good one; after max_bad_steps in a row it fails (exit 2) without saving, so
+  // ckpt/latest stays the last good checkpoint.
   TrainResult run();
   // Mean loss per target token over the validation windows.
   double evaluate();
@@ -86,5 +94,7 @@ class Trainer {
 // --signal, before a time limit).
 void install_stop_signal_handlers();
 bool stop_requested();
+// The signal that asked for the stop ("SIGTERM"), or "" when none did (in this process).
+std::string stop_signal_name();
 
 }  // namespace polyllama

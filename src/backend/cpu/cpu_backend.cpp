@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <thread>
 
 #include "kernels.hpp"
+#include "polyllama/core/error.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -35,6 +38,12 @@ template <typename F> void dispatch(const Tensor& t, F&& f) {
 }  // namespace
 
 CpuBackend::CpuBackend(int threads) {
+  // OpenMP creates what it is asked for: 100000 threads end in a crash, not an error. The verbs' --threads check
+  // says the same with the flag's name; this covers every caller.
+  const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (threads < 0 || threads > 4 * hw)
+    fail_input("--threads " + std::to_string(threads) + ": CPU threads must be at least 1 (or left out) and at most "
+               "4 x the " + std::to_string(hw) + " hardware threads here");
 #ifdef _OPENMP
   if (threads > 0) omp_set_num_threads(threads);
 #else

@@ -54,6 +54,22 @@ void ensure_fast_blas_kernels(char** argv);
 // "OpenBLAS <kernel family>", and what detection had chosen when it was overridden.
 std::string blas_description();
 
+// The OpenBLAS loaded at run time, for `polyllama doctor`.
+struct BlasInfo {
+  // openblas_get_config(): "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"
+  std::string config;
+  std::string core;         // the kernel family in use (openblas_get_corename), "Haswell"
+  std::string threading;    // how OpenBLAS runs its threads: "OpenMP" (the build polyllama wants), "pthreads", "none"
+  int threads = 1;          // OpenBLAS's threads (openblas_get_num_threads)
+  int omp_threads = 1;      // OpenMP's threads for the CPU backend's loops (omp_get_max_threads)
+  int cpus = 1;             // CPUs this process may run on: its affinity mask, as the launcher bound it
+  bool overridden = false;  // ensure_fast_blas_kernels re-executed with a better OPENBLAS_CORETYPE
+  // A 48 x 40 x 56 sgemm of small integers (exact in fp32) against a plain loop: "" when equal, else the first
+  // element that differs.
+  std::string sgemm_check;
+};
+BlasInfo blas_info();
+
 // Peak single-precision GEMM rate of this machine through the same OpenBLAS, in GFLOP/s: the ceiling the
 // training step is measured against. Square n x n x n products, best of `reps`.
 double measure_sgemm_gflops(int64_t n, int reps);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "polyllama/core/backend.hpp"
 
@@ -119,5 +120,14 @@ double bf16_peak_tflops(const std::string& device_name);
 bool cuda_device_usable(std::string* why);
 // cudaGetDeviceCount's count (0 on error).
 int cuda_visible_devices();
+
+// The CUDA stack this process sees, for `polyllama doctor`. Versions as "12.4" (driver, runtime) and "12.4.2"
+// (cuBLASLt, cuDNN), "" when unknown or absent (cuDNN in a build without it); no device is information here.
+struct CudaStackInfo {
+  std::string driver, runtime, cublaslt, cudnn;
+  std::vector<std::string> devices;  // "NVIDIA H100 80GB HBM3 (sm_90, 81559 MiB)", in CUDA's order
+  std::string error;                 // why no device is usable ("" when one is)
+};
+CudaStackInfo cuda_stack_info();
 
 }  // namespace polyllama
