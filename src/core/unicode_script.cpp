@@ -10,7 +10,7 @@ namespace {
 struct ScriptRange {
   uint32_t first;  // the range ends where the next one starts
   uint8_t script;  // a Script value
-  uint8_t letter;  // 1: general category L* or M*
+  uint8_t kind;    // a CharKind value
 };
 struct ScriptNames {
   std::string_view name, code;
@@ -44,9 +44,9 @@ Script script_of(char32_t c) {
   return r ? static_cast<Script>(r->script) : Script::Unknown;
 }
 
-bool is_letter(char32_t c) {
+CharKind char_kind(char32_t c) {
   const ScriptRange* r = range_of(c);
-  return r && r->letter != 0;
+  return r ? static_cast<CharKind>(r->kind) : CharKind::other;
 }
 
 std::string_view script_name(Script s) { return kScriptNames[static_cast<size_t>(s)].name; }

@@ -12,85 +12,21 @@ namespace polyllama {
 
 namespace {
 
-struct Range {
-  uint32_t lo, hi;  // inclusive
-  Script script;
+using unicode::CharKind;
+using unicode::Script;
+
+bool is_script_bucket(int b) { return b < kDigitBucket; }
+
+// Scripts whose writing separates words with spaces: tokens per word is meaningful for them. Scripts written
+// without spaces between words (Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar, Tibetan, Javanese, Balinese,
+// Yi, ...) are not listed.
+constexpr Script kSpacedScripts[] = {
+    Script::Latin,   Script::Cyrillic,  Script::Greek,     Script::Armenian, Script::Georgian, Script::Hebrew,
+    Script::Arabic,  Script::Syriac,    Script::Thaana,    Script::Nko,      Script::Devanagari, Script::Bengali,
+    Script::Gurmukhi, Script::Gujarati, Script::Oriya,     Script::Tamil,    Script::Telugu,   Script::Kannada,
+    Script::Malayalam, Script::Sinhala, Script::Hangul,    Script::Ethiopic, Script::Mongolian, Script::Tifinagh,
+    Script::Cherokee, Script::Canadian_Aboriginal, Script::Ol_Chiki, Script::Adlam, Script::Vai,
 };
-
-// Checked in order: the exceptions inside a block (digits, punctuation of a script) come before the block.
-constexpr Range kRanges[] = {
-    // whitespace
-    {0x09, 0x0D, Script::space}, {0x20, 0x20, Script::space}, {0x85, 0x85, Script::space},
-    {0xA0, 0xA0, Script::space}, {0x1680, 0x1680, Script::space}, {0x2000, 0x200A, Script::space},
-    {0x2028, 0x2029, Script::space}, {0x202F, 0x202F, Script::space}, {0x205F, 0x205F, Script::space},
-    {0x3000, 0x3000, Script::space},
-    // digits: ASCII, Arabic-Indic, extended Arabic-Indic, Devanagari, Thai, fullwidth
-    {0x30, 0x39, Script::digit}, {0x660, 0x669, Script::digit}, {0x6F0, 0x6F9, Script::digit},
-    {0x966, 0x96F, Script::digit}, {0xE50, 0xE59, Script::digit}, {0xFF10, 0xFF19, Script::digit},
-    // Latin letters
-    {0x41, 0x5A, Script::latin}, {0x61, 0x7A, Script::latin}, {0xAA, 0xAA, Script::latin},
-    {0xBA, 0xBA, Script::latin}, {0xD7, 0xD7, Script::punct}, {0xF7, 0xF7, Script::punct},
-    {0xC0, 0x24F, Script::latin}, {0x250, 0x2AF, Script::latin}, {0x1E00, 0x1EFF, Script::latin},
-    {0x2C60, 0x2C7F, Script::latin}, {0xA720, 0xA7FF, Script::latin}, {0xAB30, 0xAB6F, Script::latin},
-    {0xFB00, 0xFB06, Script::latin}, {0xFF21, 0xFF3A, Script::latin}, {0xFF41, 0xFF5A, Script::latin},
-    // Greek, Cyrillic
-    {0x37E, 0x37E, Script::punct}, {0x387, 0x387, Script::punct}, {0x370, 0x3FF, Script::greek},
-    {0x1F00, 0x1FFF, Script::greek}, {0x400, 0x52F, Script::cyrillic}, {0x1C80, 0x1C8F, Script::cyrillic},
-    {0x2DE0, 0x2DFF, Script::cyrillic}, {0xA640, 0xA69F, Script::cyrillic},
-    // Arabic (its comma, semicolon, question mark and full stop are punctuation)
-    {0x60C, 0x60D, Script::punct}, {0x61B, 0x61B, Script::punct}, {0x61F, 0x61F, Script::punct},
-    {0x6D4, 0x6D4, Script::punct}, {0x600, 0x6FF, Script::arabic}, {0x750, 0x77F, Script::arabic},
-    {0x8A0, 0x8FF, Script::arabic}, {0xFB50, 0xFDFF, Script::arabic}, {0xFE70, 0xFEFF, Script::arabic},
-    // Devanagari (danda, double danda: punctuation), Thai
-    {0x964, 0x965, Script::punct}, {0x900, 0x97F, Script::devanagari}, {0xA8E0, 0xA8FF, Script::devanagari},
-    {0xE00, 0xE7F, Script::thai},
-    // Kana, Hangul
-    {0x3040, 0x309F, Script::kana}, {0x30A0, 0x30FF, Script::kana}, {0x31F0, 0x31FF, Script::kana},
-    {0xFF66, 0xFF9F, Script::kana}, {0xAC00, 0xD7AF, Script::hangul}, {0x1100, 0x11FF, Script::hangul},
-    {0x3130, 0x318F, Script::hangul}, {0xA960, 0xA97F, Script::hangul}, {0xD7B0, 0xD7FF, Script::hangul},
-    // Han: unified ideographs and extensions, compatibility ideographs, radicals, iteration mark, zero
-    {0x4E00, 0x9FFF, Script::han}, {0x3400, 0x4DBF, Script::han}, {0x20000, 0x2A6DF, Script::han},
-    {0x2A700, 0x2EBEF, Script::han}, {0x30000, 0x3134F, Script::han}, {0xF900, 0xFAFF, Script::han},
-    {0x2F800, 0x2FA1F, Script::han}, {0x2E80, 0x2FDF, Script::han}, {0x3005, 0x3005, Script::han},
-    {0x3007, 0x3007, Script::han},
-    // punctuation and symbols: ASCII, Latin-1, general punctuation, currency, letterlike/arrows/math/technical/
-    // box drawing/shapes/dingbats, CJK symbols and punctuation, vertical and compatibility forms, fullwidth
-    {0x21, 0x2F, Script::punct}, {0x3A, 0x40, Script::punct}, {0x5B, 0x60, Script::punct},
-    {0x7B, 0x7E, Script::punct}, {0xA1, 0xBF, Script::punct}, {0x2010, 0x205E, Script::punct},
-    {0x20A0, 0x20CF, Script::punct}, {0x2100, 0x2BFF, Script::punct}, {0x3001, 0x303F, Script::punct},
-    {0xFE10, 0xFE1F, Script::punct}, {0xFE30, 0xFE4F, Script::punct}, {0xFF01, 0xFF0F, Script::punct},
-    {0xFF1A, 0xFF20, Script::punct}, {0xFF3B, 0xFF40, Script::punct}, {0xFF5B, 0xFF65, Script::punct},
-};
-
-// Decodes the UTF-8 character at s[i] (advancing i); an invalid byte is one U+FFFD.
-uint32_t next_code_point(const std::string& s, size_t& i) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  int len = 0;
-  uint32_t cp = 0;
-  if (b0 < 0x80) {
-    ++i;
-    return b0;
-  }
-  if ((b0 & 0xE0) == 0xC0) len = 2, cp = b0 & 0x1Fu;
-  else if ((b0 & 0xF0) == 0xE0) len = 3, cp = b0 & 0x0Fu;
-  else if ((b0 & 0xF8) == 0xF0) len = 4, cp = b0 & 0x07u;
-  if (len == 0 || i + static_cast<size_t>(len) > s.size()) {
-    ++i;
-    return 0xFFFD;
-  }
-  for (int k = 1; k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
-    if ((b & 0xC0) != 0x80) {
-      ++i;
-      return 0xFFFD;
-    }
-    cp = (cp << 6) | (b & 0x3Fu);
-  }
-  i += static_cast<size_t>(len);
-  return cp;
-}
-
-bool is_letter_script(Script s) { return s != Script::digit && s != Script::punct && s != Script::space; }
 
 std::string fixed(double v, int digits) {
   char buf[32];
@@ -100,26 +36,27 @@ std::string fixed(double v, int digits) {
 
 }  // namespace
 
-const char* script_name(Script s) {
-  static const char* names[kScripts] = {"Han", "Latin", "Cyrillic", "Arabic", "Devanagari", "Hiragana/Katakana",
-                                        "Hangul", "Thai", "Greek", "digits", "punct", "other", "space"};
-  return names[static_cast<int>(s)];
+std::string bucket_name(int bucket) {
+  if (bucket == kDigitBucket) return "digits";
+  if (bucket == kPunctBucket) return "punct";
+  if (bucket == kSpaceBucket) return "space";
+  return std::string(unicode::script_name(static_cast<Script>(bucket)));
 }
 
-Script classify_code_point(uint32_t cp) {
-  for (const Range& r : kRanges)
-    if (cp >= r.lo && cp <= r.hi) return r.script;
-  return Script::other;
-}
-
-bool script_uses_spaces(Script s) {
-  switch (s) {
-    case Script::latin: case Script::cyrillic: case Script::arabic: case Script::devanagari:
-    case Script::hangul: case Script::greek:
-      return true;
-    default:
-      return false;
+int bucket_of(char32_t cp) {
+  switch (unicode::char_kind(cp)) {
+    case CharKind::letter: return script_bucket(unicode::script_of(cp));
+    case CharKind::digit: return kDigitBucket;
+    case CharKind::space: return kSpaceBucket;
+    case CharKind::other: break;
   }
+  return kPunctBucket;
+}
+
+bool bucket_uses_spaces(int bucket) {
+  for (Script s : kSpacedScripts)
+    if (script_bucket(s) == bucket) return true;
+  return false;
 }
 
 void TextStats::merge(const TextStats& o) {
@@ -134,7 +71,7 @@ void TextStats::merge(const TextStats& o) {
       a.per_tokenizer[t].byte_tokens += b.per_tokenizer[t].byte_tokens;
     }
   };
-  for (int s = 0; s < kScripts; ++s) add(scripts[static_cast<size_t>(s)], o.scripts[static_cast<size_t>(s)]);
+  for (int s = 0; s < kBuckets; ++s) add(scripts[static_cast<size_t>(s)], o.scripts[static_cast<size_t>(s)]);
   add(total, o.total);
 }
 
@@ -177,34 +114,44 @@ void add_document_stats(const std::string& text, const std::vector<const StatsTo
   for (ScriptStats& s : stats.scripts) s.per_tokenizer.resize(T);
   stats.total.per_tokenizer.resize(T);
   ++stats.documents;
-  // Characters and words. cls[b]: the script of the character starting at byte b, -1 inside a character.
-  std::vector<int8_t> cls(text.size(), -1);
+  // Characters and words. cls[b]: the bucket of the character starting at byte b, -1 inside a character.
+  std::vector<int16_t> cls(text.size(), -1);
+  static_assert(kBuckets <= 32767, "cls holds a bucket in int16_t");
   bool in_word = false, word_pending = false;
-  Script word_first = Script::other;
-  auto count_word = [&](Script s) {
-    ++stats.scripts[static_cast<size_t>(s)].words;
+  int word_first = kPunctBucket, last_letter = -1;  // last_letter: the bucket of the word's previous letter
+  auto count_word = [&](int b) {
+    ++stats.scripts[static_cast<size_t>(b)].words;
     ++stats.total.words;
   };
+  const std::string_view view(text);
   for (size_t i = 0; i < text.size();) {
     const size_t start = i;
-    const Script s = classify_code_point(next_code_point(text, i));
-    cls[start] = static_cast<int8_t>(s);
-    ScriptStats& ss = stats.scripts[static_cast<size_t>(s)];
+    const char32_t cp = unicode::next_code_point(view, &i);
+    int b = bucket_of(cp);
+    const bool letter = is_script_bucket(b);
+    if (letter && (b == script_bucket(Script::Common) || b == script_bucket(Script::Inherited)) && last_letter >= 0)
+      b = last_letter;
+    cls[start] = static_cast<int16_t>(b);
+    ScriptStats& ss = stats.scripts[static_cast<size_t>(b)];
     ++ss.chars;
     ++stats.total.chars;
     ss.bytes += static_cast<int64_t>(i - start);
-    if (s == Script::space) {
+    if (b == kSpaceBucket) {
       if (in_word && word_pending) count_word(word_first);
       in_word = word_pending = false;
+      last_letter = -1;
       continue;
     }
     if (!in_word) {
       in_word = word_pending = true;
-      word_first = s;
+      word_first = b;
     }
-    if (word_pending && is_letter_script(s)) {
-      count_word(s);
-      word_pending = false;
+    if (letter) {
+      last_letter = b;
+      if (word_pending) {
+        count_word(b);
+        word_pending = false;
+      }
     }
   }
   if (in_word && word_pending) count_word(word_first);
@@ -216,18 +163,18 @@ void add_document_stats(const std::string& text, const std::vector<const StatsTo
     tokenizers[t]->encode(text, pieces);
     for (const StatsTokenizer::Piece& p : pieces) {
       const bool is_byte = tokenizers[t]->is_byte(p.id);
-      Script s = Script::space;
+      int s = kSpaceBucket;
       if (p.begin < p.end) {  // the first non-whitespace character it covers
         for (size_t b = p.begin; b < p.end && b < text.size(); ++b)
-          if (cls[b] >= 0 && static_cast<Script>(cls[b]) != Script::space) {
-            s = static_cast<Script>(cls[b]);
+          if (cls[b] >= 0 && cls[b] != kSpaceBucket) {
+            s = cls[b];
             break;
           }
       } else if (is_byte && p.begin < text.size()) {
         // A byte piece before the last of its character covers no text; the character starts at `begin`.
         size_t b = p.begin;
         while (b > 0 && cls[b] < 0) --b;
-        if (cls[b] >= 0) s = static_cast<Script>(cls[b]);
+        if (cls[b] >= 0) s = cls[b];
       }
       ScriptTokens& st = stats.scripts[static_cast<size_t>(s)].per_tokenizer[t];
       ++st.tokens;
@@ -254,11 +201,9 @@ bool occurs(const ScriptStats& s) {
 // Whether tokens per word means something for a whole input: most of its letters are in scripts with spaces.
 bool mostly_spaced(const TextStats& in) {
   int64_t spaced = 0, letters = 0;
-  for (int s = 0; s < kScripts; ++s) {
-    const auto script = static_cast<Script>(s);
-    if (!is_letter_script(script)) continue;
-    letters += in.scripts[static_cast<size_t>(s)].chars;
-    if (script_uses_spaces(script)) spaced += in.scripts[static_cast<size_t>(s)].chars;
+  for (int b = 0; b < kDigitBucket; ++b) {
+    letters += in.scripts[static_cast<size_t>(b)].chars;
+    if (bucket_uses_spaces(b)) spaced += in.scripts[static_cast<size_t>(b)].chars;
   }
   return letters > 0 && 2 * spaced >= letters;
 }
@@ -284,10 +229,9 @@ std::string stats_json(const std::vector<TokenizerInfo>& tokenizers, const std::
                     {"byte_pieces", t.byte_pieces}});
   for (const TextStats& in : inputs) {
     nlohmann::json scripts = nlohmann::json::object();
-    for (int s = 0; s < kScripts; ++s)
-      if (occurs(in.scripts[static_cast<size_t>(s)]))
-        scripts[script_name(static_cast<Script>(s))] =
-            script_json(in.scripts[static_cast<size_t>(s)], script_uses_spaces(static_cast<Script>(s)));
+    for (int b = 0; b < kBuckets; ++b)
+      if (occurs(in.scripts[static_cast<size_t>(b)]))
+        scripts[bucket_name(b)] = script_json(in.scripts[static_cast<size_t>(b)], bucket_uses_spaces(b));
     files.push_back({{"path", in.name}, {"documents", in.documents}, {"scripts", scripts},
                      {"total", script_json(in.total, mostly_spaced(in))}});
   }
@@ -315,8 +259,8 @@ std::string stats_table(const std::vector<TokenizerInfo>& tokenizers, const std:
       head += line;
     }
     out += head + "\n";
-    auto row = [&](const char* name, const ScriptStats& s, bool per_word) {
-      std::snprintf(line, sizeof line, "%-17s %9lld %9s", name, static_cast<long long>(s.chars),
+    auto row = [&](const std::string& name, const ScriptStats& s, bool per_word) {
+      std::snprintf(line, sizeof line, "%-17s %9lld %9s", name.c_str(), static_cast<long long>(s.chars),
                     per_word ? std::to_string(s.words).c_str() : "-");
       out += line;
       for (size_t t = 0; t < tokenizers.size(); ++t) {
@@ -333,11 +277,9 @@ std::string stats_table(const std::vector<TokenizerInfo>& tokenizers, const std:
       }
       out += "\n";
     };
-    for (int sc = 0; sc < kScripts; ++sc) {
-      const auto script = static_cast<Script>(sc);
-      if (occurs(in.scripts[static_cast<size_t>(sc)]))
-        row(script_name(script), in.scripts[static_cast<size_t>(sc)], script_uses_spaces(script));
-    }
+    for (int b = 0; b < kBuckets; ++b)
+      if (occurs(in.scripts[static_cast<size_t>(b)]))
+        row(bucket_name(b), in.scripts[static_cast<size_t>(b)], bucket_uses_spaces(b));
     row("total", in.total, mostly_spaced(in));
   }
   return out;

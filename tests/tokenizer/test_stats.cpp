@@ -17,19 +17,53 @@
 namespace polyllama {
 namespace {
 
+using unicode::Script;
+constexpr size_t B(Script s) { return static_cast<size_t>(script_bucket(s)); }
+
+// Expected values from the Unicode 15.0 code charts and Scripts.txt, written by hand (the code reads the
+// generated table, so these are an independent check of the generator too).
 TEST(TokenizerStats, ClassifiesCodePoints) {
-  const std::pair<uint32_t, Script> cases[] = {
-      {'a', Script::latin},        {'Z', Script::latin},       {0xE9, Script::latin},      {0x4E2D, Script::han},
-      {0x20000, Script::han},      {0x3042, Script::kana},     {0x30AB, Script::kana},     {0xD55C, Script::hangul},
-      {0x0416, Script::cyrillic},  {0x0645, Script::arabic},   {0x0928, Script::devanagari}, {0x0E01, Script::thai},
-      {0x03B1, Script::greek},     {'7', Script::digit},       {0xFF17, Script::digit},    {0x0663, Script::digit},
-      {',', Script::punct},        {0x3002, Script::punct},    {0xFF0C, Script::punct},    {0x201C, Script::punct},
-      {' ', Script::space},        {'\n', Script::space},      {0x3000, Script::space},    {0x1F600, Script::other},
-      {0x05D0, Script::other},     {0xD7, Script::punct},      {0x0964, Script::punct}};
-  for (const auto& [cp, want] : cases) EXPECT_EQ(classify_code_point(cp), want) << std::hex << cp;
-  EXPECT_TRUE(script_uses_spaces(Script::latin));
-  EXPECT_FALSE(script_uses_spaces(Script::han));
-  EXPECT_FALSE(script_uses_spaces(Script::thai));
+  const std::pair<char32_t, int> cases[] = {
+      {'a', script_bucket(Script::Latin)},     {0x1EBF, script_bucket(Script::Latin)},  // Vietnamese ế
+      {0x4E2D, script_bucket(Script::Han)},    {0x20000, script_bucket(Script::Han)},
+      {0x3042, script_bucket(Script::Hiragana)}, {0x30AB, script_bucket(Script::Katakana)},
+      {0xD55C, script_bucket(Script::Hangul)}, {0x0416, script_bucket(Script::Cyrillic)},
+      {0x0645, script_bucket(Script::Arabic)}, {0x0928, script_bucket(Script::Devanagari)},
+      {0x0E01, script_bucket(Script::Thai)},   {0x05D0, script_bucket(Script::Hebrew)},
+      // the study's languages that fell under "other" before
+      {0x0995, script_bucket(Script::Bengali)}, {0x09BE, script_bucket(Script::Bengali)},  // ক, vowel sign aa (Mc)
+      {0x0A95, script_bucket(Script::Gujarati)}, {0x0B95, script_bucket(Script::Tamil)},
+      {0x0C15, script_bucket(Script::Telugu)}, {0x0D15, script_bucket(Script::Malayalam)},
+      // Common and Inherited letters on their own
+      {0x30FC, script_bucket(Script::Common)}, {0x0301, script_bucket(Script::Inherited)},
+      // digits of any script (Nd), punctuation and symbols, whitespace
+      {'7', kDigitBucket}, {0xFF17, kDigitBucket}, {0x0663, kDigitBucket}, {0x09E6, kDigitBucket},
+      {',', kPunctBucket}, {0x3002, kPunctBucket}, {0xFF0C, kPunctBucket}, {0x201C, kPunctBucket},
+      {0xD7, kPunctBucket}, {0x0964, kPunctBucket}, {0x1F600, kPunctBucket}, {0x0378, kPunctBucket},  // unassigned
+      {' ', kSpaceBucket}, {'\n', kSpaceBucket}, {0xA0, kSpaceBucket}, {0x3000, kSpaceBucket}};
+  for (const auto& [cp, want] : cases)
+    EXPECT_EQ(bucket_name(bucket_of(cp)), bucket_name(want)) << std::hex << static_cast<uint32_t>(cp);
+  EXPECT_EQ(bucket_name(script_bucket(Script::Bengali)), "Bengali");
+  EXPECT_EQ(bucket_name(kDigitBucket), "digits");
+  EXPECT_TRUE(bucket_uses_spaces(script_bucket(Script::Latin)));
+  EXPECT_TRUE(bucket_uses_spaces(script_bucket(Script::Tamil)));
+  EXPECT_FALSE(bucket_uses_spaces(script_bucket(Script::Han)));
+  EXPECT_FALSE(bucket_uses_spaces(script_bucket(Script::Thai)));
+  EXPECT_FALSE(bucket_uses_spaces(kPunctBucket));
+}
+
+// Common and Inherited letters join the script of the letter before them in the same word (UAX #24's runs).
+TEST(TokenizerStats, CommonAndInheritedLettersJoinTheWord) {
+  TextStats s;
+  // ラーメン: U+30FC is Common; "cafe\u0301": the combining acute is Inherited; "ーx": nothing before it.
+  add_document_stats("\u30E9\u30FC\u30E1\u30F3 cafe\u0301 \u30FCx", {}, s);
+  EXPECT_EQ(s.scripts[B(Script::Katakana)].chars, 4);
+  EXPECT_EQ(s.scripts[B(Script::Latin)].chars, 6);  // c a f e U+0301 x
+  EXPECT_EQ(s.scripts[B(Script::Inherited)].chars, 0);
+  EXPECT_EQ(s.scripts[B(Script::Common)].chars, 1);
+  EXPECT_EQ(s.scripts[B(Script::Common)].words, 1);  // the third word starts with the Common letter
+  EXPECT_EQ(s.scripts[B(Script::Latin)].words, 1);
+  EXPECT_EQ(s.scripts[kSpaceBucket].chars, 2);
 }
 
 class Llama2Stats : public ::testing::Test {
@@ -58,13 +92,14 @@ TEST_F(Llama2Stats, CountsAddUp) {
   EXPECT_EQ(s.total.per_tokenizer[0].tokens, tokens);
   EXPECT_EQ(bytes, static_cast<int64_t>(text.size()));
   EXPECT_EQ(chars, s.total.chars);
-  EXPECT_EQ(s.scripts[static_cast<size_t>(Script::han)].chars, 5);  // 你好世界龘
-  EXPECT_EQ(s.scripts[static_cast<size_t>(Script::latin)].words, 5);  // Hello world, new line x
-  EXPECT_EQ(s.scripts[static_cast<size_t>(Script::cyrillic)].words, 2);
-  // 龘 and the emoji are not in LLaMA 2's vocabulary: 3 and 4 byte pieces, all counted for their script.
-  EXPECT_GE(s.scripts[static_cast<size_t>(Script::han)].per_tokenizer[0].byte_tokens, 3);
-  EXPECT_EQ(s.scripts[static_cast<size_t>(Script::other)].per_tokenizer[0].byte_tokens, 4);
-  EXPECT_EQ(s.scripts[static_cast<size_t>(Script::other)].per_tokenizer[0].tokens, 4);
+  EXPECT_EQ(s.scripts[B(Script::Han)].chars, 5);  // 你好世界龘
+  EXPECT_EQ(s.scripts[B(Script::Latin)].words, 5);  // Hello world, new line x
+  EXPECT_EQ(s.scripts[B(Script::Cyrillic)].words, 2);
+  // 龘 and the emoji are not in LLaMA 2's vocabulary: 3 and 4 byte pieces, all counted for their bucket.
+  EXPECT_GE(s.scripts[B(Script::Han)].per_tokenizer[0].byte_tokens, 3);
+  EXPECT_EQ(s.scripts[kPunctBucket].per_tokenizer[0].byte_tokens, 4);  // the emoji; ',' and '！' are pieces
+  EXPECT_EQ(s.scripts[B(Script::Hiragana)].chars, 5);
+  EXPECT_EQ(s.scripts[kDigitBucket].chars, 4);
   // Two different tokenizers side by side, LLaMA 2's and the 300-piece one of tests/fixtures/hf_tiny: each
   // one's per-script tokens add up to what SentencePiece itself gives it (Tokenizer::encode, not the
   // StatsTokenizer path under test), and "vs 1st" is the ratio of those totals.
@@ -95,7 +130,7 @@ TEST_F(Llama2Stats, CountsAddUp) {
   EXPECT_TRUE(total_row.ends_with(std::string(" ") + ratio)) << total_row << "\nwant " << ratio;
   const auto j = nlohmann::json::parse(stats_json(infos, {two}));
   EXPECT_EQ(j["inputs"][0]["scripts"]["Han"]["tokenizers"][1]["tokens"].get<int64_t>(),
-            two.scripts[static_cast<size_t>(Script::han)].per_tokenizer[1].tokens);
+            two.scripts[B(Script::Han)].per_tokenizer[1].tokens);
   EXPECT_TRUE(j["inputs"][0]["scripts"]["Han"]["tokenizers"][0]["tokens_per_word"].is_null());
   EXPECT_EQ(stats_tok_->byte_pieces(), 256);
 }
@@ -113,11 +148,11 @@ TEST_F(Llama2Stats, KnownFertilityOnRealText) {
     return s;
   };
   const TextStats z = stats_of(zh), e = stats_of(en);
-  const ScriptStats& han = z.scripts[static_cast<size_t>(Script::han)];
+  const ScriptStats& han = z.scripts[B(Script::Han)];
   const double han_per_char = static_cast<double>(han.per_tokenizer[0].tokens) / static_cast<double>(han.chars);
   EXPECT_GT(han_per_char, 1.2);  // LLaMA 2 spells many Chinese characters in bytes
   EXPECT_GT(han.per_tokenizer[0].byte_tokens, han.per_tokenizer[0].tokens / 3);
-  const ScriptStats& latin = e.scripts[static_cast<size_t>(Script::latin)];
+  const ScriptStats& latin = e.scripts[B(Script::Latin)];
   const double per_word = static_cast<double>(latin.per_tokenizer[0].tokens) / static_cast<double>(latin.words);
   EXPECT_GT(per_word, 1.1);
   EXPECT_LT(per_word, 1.6);

@@ -1,16 +1,16 @@
 #pragma once
-// The Unicode Script property of every code point, whether it is a letter, and a lenient UTF-8 decoder: what a
-// language's text is written in (the tokenizer's per-script statistics, eval's code-switching rate).
+// The Unicode Script property of every code point, whether it is a letter, digit or space, and a lenient UTF-8
+// decoder: what a language's text is written in (the tokenizer's per-script statistics, eval's code-switching rate).
 //
-// Data: Unicode 15.0.0 (kUnicodeVersion below): Scripts.txt, extracted/DerivedGeneralCategory.txt, and
-// PropertyValueAliases.txt for the ISO 15924 codes. The table lives in src/core/unicode_scripts_table.inc and the enum below between the GENERATED
-// markers; both are written by tools/gen_unicode_scripts.py from the Debian package unicode-data:
+// Data: Unicode 15.0.0 (kUnicodeVersion below): Scripts.txt, extracted/DerivedGeneralCategory.txt, PropList.txt
+// (White_Space) and PropertyValueAliases.txt for the ISO 15924 codes. The table lives in
+// src/core/unicode_scripts_table.inc and the enum below between the GENERATED markers; both are written by
+// tools/gen_unicode_scripts.py from the Debian package unicode-data:
 //   python3 tools/gen_unicode_scripts.py              # regenerate from /usr/share/unicode (--ucd DIR elsewhere)
 //   python3 tools/gen_unicode_scripts.py --check      # exit 1 when the committed files are stale
 // The Script property, not Script_Extensions: U+30FC (katakana-hiragana prolonged sound mark) is Common, U+3001
 // (ideographic comma) is Common. Enum values follow the names' order and change between Unicode versions: store
-// names (or ISO codes), never the numbers. A namespace of its own: tokenizer/stats.hpp has a coarser
-// polyllama::Script of its own (13 buckets for fertility tables).
+// names (or ISO codes), never the numbers.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -45,9 +45,15 @@ inline constexpr int kScriptCount = 164;
 
 // The script of a code point (Unknown for unassigned ones and for anything above U+10FFFF).
 Script script_of(char32_t c);
-// General category L* (letters) or M* (marks, which include Indic vowel signs and viramas of their own script,
-// and Inherited combining accents).
-bool is_letter(char32_t c);
+// What a code point is, from its general category and the White_Space property.
+enum class CharKind : uint8_t {
+  other = 0,   // punctuation, symbols (emoji too), controls that are not whitespace, unassigned
+  letter = 1,  // general category L* or M* (marks include Indic vowel signs and viramas, Inherited accents)
+  digit = 2,   // Nd: decimal digits of any script (ASCII, Arabic-Indic, Devanagari, fullwidth, ...)
+  space = 3,   // White_Space: ASCII whitespace, NBSP, U+2000..U+200A, U+3000 ideographic space, ...
+};
+CharKind char_kind(char32_t c);
+inline bool is_letter(char32_t c) { return char_kind(c) == CharKind::letter; }
 
 // The long name of Scripts.txt ("Han", "Old_Italic") and the ISO 15924 code ("Hani", "Ital").
 std::string_view script_name(Script s);

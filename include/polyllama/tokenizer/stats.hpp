@@ -3,18 +3,25 @@
 // the characters and whitespace-separated words of each script, and how many of them are byte-fallback pieces
 // (<0xNN>) -- the numbers that show whether a vocabulary covers a language.
 //
-// Attribution: every character is classified by its code point (classify_code_point; the ranges are in
-// stats.cpp). A token belongs to the script of the first non-whitespace character of its surface (the text
-// it covers); all byte-fallback pieces of one character go to that character's script (SentencePiece gives
-// the surface to the last of them); tokens that cover only whitespace, or nothing (a lone dummy-prefix "▁"),
-// count as "space". A word is a maximal run of non-whitespace characters, counted under the script of its
-// first letter (or, without letters, of its first character). Tokens per word is reported for scripts
-// written with spaces, and for a whole input when most of its letters are.
+// Buckets: every letter (general category L* or M*) is counted under its Unicode script (core/unicode_script.hpp,
+// so Bengali, Tamil, Hebrew or Ethiopic each have a row); a Common or Inherited letter (a combining accent, U+30FC
+// the kana length mark) goes to the script of the letter before it in the same word, as UAX #24's script runs
+// assign them, or stays "Common"/"Inherited" at a word's start. Then "digits" (Nd of any script), "punct"
+// (punctuation, symbols, emoji, and whatever is not a letter, digit or space) and "space" (White_Space).
+//
+// Attribution: a token belongs to the bucket of the first non-whitespace character of its surface (the text it
+// covers); all byte-fallback pieces of one character go to that character's bucket (SentencePiece gives the
+// surface to the last of them); tokens that cover only whitespace, or nothing (a lone dummy-prefix "▁"), count
+// as "space". A word is a maximal run of non-whitespace characters, counted under the bucket of its first letter
+// (or, without letters, of its first character). Tokens per word is reported for scripts written with spaces,
+// and for a whole input when most of its letters are.
 #include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "polyllama/core/unicode_script.hpp"
 
 namespace sentencepiece {
 class SentencePieceProcessor;
@@ -22,14 +29,19 @@ class SentencePieceProcessor;
 
 namespace polyllama {
 
-enum class Script : int {
-  han, latin, cyrillic, arabic, devanagari, kana, hangul, thai, greek, digit, punct, other, space
-};
-inline constexpr int kScripts = 13;
-// "Han", "Latin", ..., "Hiragana/Katakana", ..., "digits", "punct", "other", "space"
-const char* script_name(Script s);
-Script classify_code_point(uint32_t cp);
-bool script_uses_spaces(Script s);  // whether tokens per word means something for it
+// Bucket numbers: 0 .. unicode::kScriptCount - 1 are the scripts (a unicode::Script's value), then these three.
+inline constexpr int kDigitBucket = unicode::kScriptCount;
+inline constexpr int kPunctBucket = kDigitBucket + 1;
+inline constexpr int kSpaceBucket = kDigitBucket + 2;
+inline constexpr int kBuckets = kDigitBucket + 3;
+inline constexpr int script_bucket(unicode::Script s) { return static_cast<int>(s); }
+// "Han", "Latin", "Bengali", ... (Scripts.txt's long names), "digits", "punct", "space".
+std::string bucket_name(int bucket);
+// The bucket of one code point on its own (before the Common/Inherited rule above).
+int bucket_of(char32_t cp);
+// Whether tokens per word means something: the script separates words with spaces (Latin, Cyrillic, Arabic,
+// the Indic scripts, Hangul, Ethiopic, ...; not Han, kana, Thai, Lao, Khmer, Myanmar, Tibetan).
+bool bucket_uses_spaces(int bucket);
 
 struct ScriptTokens {
   int64_t tokens = 0, byte_tokens = 0;
@@ -44,7 +56,7 @@ struct ScriptStats {
 struct TextStats {
   std::string name;
   int64_t documents = 0;
-  std::array<ScriptStats, kScripts> scripts;
+  std::array<ScriptStats, kBuckets> scripts;  // by bucket
   ScriptStats total;
   void merge(const TextStats& other);
 };
