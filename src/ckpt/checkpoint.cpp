@@ -1,10 +1,13 @@
 #include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/ckpt/manifest.hpp"
 #include "polyllama/core/atomic_file.hpp"
+#include "polyllama/parallel/agree.hpp"
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -73,6 +76,49 @@ uintmax_t tree_bytes(const fs::path& dir) {
   return n;
 }
 
+// Bytes a file of these tensors takes: the values plus HDF5's share per dataset (object header, chunk index, a
+// Fletcher32 checksum per chunk), measured at under 2 KiB per dataset for checkpoint files; 4 KiB keeps a margin.
+uint64_t estimated_file_bytes(const std::vector<NamedTensor>& tensors) {
+  uint64_t n = 64 << 10;  // superblock, root group, attributes
+  for (const NamedTensor& nt : tensors) {
+    uint64_t numel = 1;
+    if (nt.shard.global_shape.empty())
+      numel = static_cast<uint64_t>(nt.tensor.numel());
+    else
+      for (int64_t d : nt.shard.global_shape) numel *= static_cast<uint64_t>(d);
+    n += numel * (nt.tensor.dtype == DType::f64 ? 8 : 4) + (4 << 10);
+  }
+  return n;
+}
+
+// A save that cannot fit fails before anything is written, on every rank together, with exit 2 and a message that
+// says so; a disk that fills up during the save (another writer) ends in write_tensor_file's abort instead.
+// POLYLLAMA_SKIP_SPACE_CHECK=1 skips it, for file systems whose free space statvfs misreports (some quotas).
+void check_space_for_save(const std::string& ckpt_root, int64_t step, const std::vector<NamedTensor>& model,
+                          const std::vector<NamedTensor>& optim, const CheckpointMeta& meta, MPI_Comm comm) {
+  const char* skip = std::getenv("POLYLLAMA_SKIP_SPACE_CHECK");
+  if (skip && std::string(skip) == "1") return;
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  const uint64_t need = estimated_file_bytes(model) + (optim.empty() ? 0 : estimated_file_bytes(optim)) +
+                        meta.config_json.size() + meta.trainer_json.size() + meta.tokenizer_bytes.size() +
+                        meta.chat_template_json.size();
+  run_agreed(comm, [&] {
+    if (rank != 0) return;
+    fs::path where = fs::absolute(ckpt_root);
+    std::error_code ec;
+    while (!fs::exists(where, ec) && where.has_parent_path() && where != where.parent_path()) where = where.parent_path();
+    const fs::space_info sp = fs::space(where, ec);
+    if (ec || sp.available >= need) return;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "no space left on device for checkpoint %s: it needs about %.1f MiB, %s has %.1f "
+                  "MiB free", step_name(step).c_str(), need / 1048576.0, where.c_str(), sp.available / 1048576.0);
+    fail_runtime(std::string(buf) + "; nothing was written and " + ckpt_root + "/latest still names the last good "
+                 "checkpoint (free space or move the run; --keep-last prunes only after a save succeeds)",
+                 __FILE__, __LINE__);
+  });
+}
+
 }  // namespace
 
 int64_t first_non_finite(const std::vector<NamedTensor>& tensors, MPI_Comm comm) {
@@ -106,19 +152,26 @@ std::string publish_checkpoint(const std::string& ckpt_root, int64_t step, MPI_C
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   const fs::path root(ckpt_root), final_dir = root / step_name(step), tmp_dir = root / (step_name(step) + ".tmp");
-  if (rank == 0) {
-    if (fs::exists(final_dir)) {  // an older save of this step: keep it until the new one is in place
-      const fs::path old_dir = root / (step_name(step) + ".old");
-      fs::remove_all(old_dir);
-      fs::rename(final_dir, old_dir);
-      fs::rename(tmp_dir, final_dir);
-      fs::remove_all(old_dir);
-    } else {
-      fs::rename(tmp_dir, final_dir);
+  write_manifest(tmp_dir.string(), comm);  // last file of the step directory, before the rename makes it visible
+  // Rank 0 moves the directories; every rank learns whether that worked (a rank that threw alone would leave the
+  // others waiting in the next collective).
+  run_agreed(comm, [&] {
+    if (rank != 0) return;
+    try {
+      if (fs::exists(final_dir)) {  // an older save of this step: keep it until the new one is in place
+        const fs::path old_dir = root / (step_name(step) + ".old");
+        fs::remove_all(old_dir);
+        fs::rename(final_dir, old_dir);
+        fs::rename(tmp_dir, final_dir);
+        fs::remove_all(old_dir);
+      } else {
+        fs::rename(tmp_dir, final_dir);
+      }
+    } catch (const fs::filesystem_error& e) {
+      fail_runtime(std::string("cannot publish checkpoint ") + tmp_dir.string() + ": " + e.what(), __FILE__, __LINE__);
     }
     write_file_atomically((root / "latest").string(), step_name(step) + "\n");
-  }
-  MPI_Barrier(comm);
+  });
   return final_dir.string();
 }
 
@@ -133,23 +186,21 @@ std::string save_checkpoint(const std::string& ckpt_root, int64_t step, const st
                        (*set)[static_cast<size_t>(bad)].name + "' holds NaN or infinite values; nothing was written and " +
                        ckpt_root + "/latest still names the last good checkpoint",
                    __FILE__, __LINE__);
+  check_space_for_save(ckpt_root, step, model, optim, meta, comm);
   const fs::path tmp_dir = begin_checkpoint(ckpt_root, step, comm);
   write_tensor_file((tmp_dir / "model.h5").string(), model, &meta, comm);
   if (!optim.empty()) write_tensor_file((tmp_dir / "optim.h5").string(), optim, nullptr, comm);
   // Verify before publishing: each rank reads back what it wrote, through the checksums.
-  int ok = 1;
-  std::string why;
   try {
-    verify_tensor_file((tmp_dir / "model.h5").string(), model);
-    if (!optim.empty()) verify_tensor_file((tmp_dir / "optim.h5").string(), optim);
-    if (rank == 0) read_meta((tmp_dir / "model.h5").string());
+    run_agreed(comm, [&] {
+      verify_tensor_file((tmp_dir / "model.h5").string(), model);
+      if (!optim.empty()) verify_tensor_file((tmp_dir / "optim.h5").string(), optim);
+      if (rank == 0) read_meta((tmp_dir / "model.h5").string());
+    });
   } catch (const Error& e) {
-    ok = 0;
-    why = e.what();
+    fail_runtime("checkpoint " + tmp_dir.string() + " failed verification; the last good checkpoint is untouched: " +
+                 e.what(), __FILE__, __LINE__);
   }
-  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm);
-  if (!ok) fail_runtime("checkpoint " + tmp_dir.string() + " failed verification; the last good checkpoint is "
-                        "untouched" + (why.empty() ? std::string() : ": " + why), __FILE__, __LINE__);
   return publish_checkpoint(ckpt_root, step, comm);
 }
 

@@ -35,6 +35,16 @@ inline void h5check(bool ok, const std::string& what) {
   if (!ok) fail_runtime("HDF5: " + what, __FILE__, __LINE__);
 }
 
+// Why the last HDF5 call failed, for a user: the innermost messages of HDF5's error stack and, when the device is
+// full (errno, the MPI-IO message or the file system's free space says so), "no space left on device" with the free
+// space of the file's directory. Call it right after the failing call.
+std::string error_detail(const std::string& path);
+
+// After a failed write of a file that only this process has open: releases the file's space first (HDF5 1.10 writes
+// its metadata on close and, when that fails on a full disk, crashes later in MPI_Finalize), closes it and removes
+// it. `file` becomes invalid.
+void close_failed_file(H5Id& file, const std::string& path);
+
 inline hid_t mem_type(DType t) { return t == DType::f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT; }
 
 inline void write_string_attr(hid_t obj, const char* name, const std::string& value) {

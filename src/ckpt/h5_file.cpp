@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/ckpt/manifest.hpp"
+#include "polyllama/parallel/agree.hpp"
 #include "h5_common.hpp"
 
 namespace polyllama {
@@ -60,32 +63,64 @@ std::vector<ShardSpec> gather_blocks(const ShardSpec& mine, MPI_Comm comm) {
 void write_tensor_file(const std::string& path, const std::vector<NamedTensor>& tensors, const CheckpointMeta* meta,
                        MPI_Comm comm) {
   quiet();
-  int rank = 0;
+  int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  // The blocks are checked (an agreed verdict: every rank sees every block) before the file exists, so that from
+  // here on only HDF5 itself can fail.
+  std::vector<ShardSpec> blocks;
+  for (const NamedTensor& nt : tensors) {
+    blocks.push_back(spec_of(nt));
+    const std::string why = check_coverage(gather_blocks(blocks.back(), comm));
+    if (!why.empty()) fail_runtime(path + ": the ranks' blocks of '" + nt.name + "' " + why, __FILE__, __LINE__);
+  }
   H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
-  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose);
-  h5check(file >= 0, "cannot create " + path);
-  H5Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-  for (const NamedTensor& nt : tensors) {
-    const ShardSpec blk = spec_of(nt);
-    const std::string why = check_coverage(gather_blocks(blk, comm));
-    if (!why.empty()) fail_runtime(path + ": the ranks' blocks of '" + nt.name + "' " + why, __FILE__, __LINE__);
-    write_dataset(file, dxpl, nt.name, mem_type(nt.tensor.dtype),
-                  nt.tensor.dtype == DType::f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE, blk, blk.replica_id == 0,
-                  nt.tensor.data);
+  H5Id file(H5I_INVALID_HID, H5Fclose);
+  try {
+    file.id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    h5check(file >= 0, "cannot create the file");
+    H5Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const NamedTensor& nt = tensors[i];
+      write_dataset(file, dxpl, nt.name, mem_type(nt.tensor.dtype),
+                    nt.tensor.dtype == DType::f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE, blocks[i],
+                    blocks[i].replica_id == 0, nt.tensor.data);
+    }
+    if (meta) {  // attributes are written collectively with the same value on every rank
+      write_string_attr(file, "polyllama_format_version", std::to_string(meta->format_version));
+      write_string_attr(file, "config", meta->config_json);
+      write_string_attr(file, "trainer_state", meta->trainer_json);
+      if (!meta->chat_template_json.empty()) write_string_attr(file, "chat_template", meta->chat_template_json);
+      const int64_t n = static_cast<int64_t>(meta->tokenizer_bytes.size());
+      write_dataset(file, dxpl, "tokenizer.model", H5T_NATIVE_UCHAR, H5T_STD_U8LE, ShardSpec::full({n}), rank == 0,
+                    meta->tokenizer_bytes.data());
+    }
+    h5check(H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0, "flushing the file");
+    // Closing writes the last metadata (on rank 0) and synchronizes the ranks: it can fail on a full disk too.
+    const herr_t closed = H5Fclose(file.id);
+    file.id = H5I_INVALID_HID;
+    h5check(closed >= 0, "closing the file");
+  } catch (const Error& e) {
+    const std::string what = path + ": " + e.what() + ": " + error_detail(path);
+    // Another rank may be inside the same collective HDF5 call (H5Dwrite's MPI_Allreduce, H5Fclose's barrier): no
+    // agreement reaches it, so the job ends here. The unfinished file goes first, to give the space back, and with
+    // it the whole step_XXXXXXXX.tmp of a checkpoint save (nothing publishes it once the job is aborted).
+    if (size > 1) {
+      namespace fs = std::filesystem;
+      std::error_code ec;
+      const fs::path dir = fs::path(path).parent_path();
+      const std::string n = dir.filename().string();
+      if (n.size() == 17 && n.rfind("step_", 0) == 0 && n.compare(13, 4, ".tmp") == 0)
+        fs::remove_all(dir, ec);
+      else
+        fs::remove(path, ec);
+      abort_collective(comm, kExitRuntime, what);
+    }
+    close_failed_file(file, path);
+    throw Error(e.code(), what);
   }
-  if (meta) {  // attributes are written collectively with the same value on every rank
-    write_string_attr(file, "polyllama_format_version", std::to_string(meta->format_version));
-    write_string_attr(file, "config", meta->config_json);
-    write_string_attr(file, "trainer_state", meta->trainer_json);
-    if (!meta->chat_template_json.empty()) write_string_attr(file, "chat_template", meta->chat_template_json);
-    const int64_t n = static_cast<int64_t>(meta->tokenizer_bytes.size());
-    write_dataset(file, dxpl, "tokenizer.model", H5T_NATIVE_UCHAR, H5T_STD_U8LE, ShardSpec::full({n}), rank == 0,
-                  meta->tokenizer_bytes.data());
-  }
-  h5check(H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0, "flushing " + path);
 }
 
 void read_tensor_file(const std::string& path, const std::vector<NamedTensor>& into) {
@@ -129,6 +164,9 @@ void verify_tensor_file(const std::string& path, const std::vector<NamedTensor>&
 }
 
 CheckpointMeta read_meta(const std::string& model_h5) {
+  // Whole files first: HDF5 never parses bytes the manifest does not vouch for.
+  const std::string dir = std::filesystem::path(model_h5).parent_path().string();
+  verify_checkpoint_files(dir.empty() ? "." : dir);
   quiet();
   H5Id file(H5Fopen(model_h5.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (file < 0) fail_input("cannot open checkpoint file " + model_h5);
@@ -148,6 +186,7 @@ CheckpointMeta read_meta(const std::string& model_h5) {
   m.tokenizer_bytes.resize(static_cast<size_t>(n));
   if (n > 0 && H5Dread(ds, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, m.tokenizer_bytes.data()) < 0)
     fail_input(model_h5 + ": tokenizer.model failed its checksum");
+  check_meta(m, model_h5);
   return m;
 }
 

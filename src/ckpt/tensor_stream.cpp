@@ -162,7 +162,21 @@ struct TensorFileWriter::Impl {
   }
   ~Impl() {
     if (ds >= 0) H5Dclose(ds);
-    if (file >= 0) H5Fclose(file);
+    if (file >= 0) {  // not finished: an error is on its way, and the file is incomplete
+      H5Id f(file, H5Fclose);
+      close_failed_file(f, path);
+    }
+  }
+  // Runs one step of the writer; an HDF5 failure gets the file's name and what the file system says (a full disk).
+  template <class F>
+  void guarded(F&& step) {
+    try {
+      step();
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.rfind("HDF5: ", 0) != 0) throw;
+      throw Error(e.code(), path + ": " + what + ": " + error_detail(path));
+    }
   }
 };
 
@@ -176,6 +190,10 @@ TensorFileWriter::TensorFileWriter(const std::string& path) : impl_(std::make_un
 TensorFileWriter::~TensorFileWriter() = default;
 
 void TensorFileWriter::begin(const std::string& name, const std::vector<int64_t>& shape) {
+  impl_->guarded([&] { begin_tensor(name, shape); });
+}
+
+void TensorFileWriter::begin_tensor(const std::string& name, const std::vector<int64_t>& shape) {
   Impl& w = *impl_;
   w.end();
   w.name = name;
@@ -199,6 +217,10 @@ void TensorFileWriter::begin(const std::string& name, const std::vector<int64_t>
 }
 
 void TensorFileWriter::write_rows(const float* data, int64_t rows) {
+  impl_->guarded([&] { write_rows_unguarded(data, rows); });
+}
+
+void TensorFileWriter::write_rows_unguarded(const float* data, int64_t rows) {
   Impl& w = *impl_;
   PL_CHECK(w.open && w.rows_done + rows <= w.rows_total, w.path + ": too many rows for " + w.name);
   w.hash.add(data, rows * w.row_len);
@@ -213,27 +235,34 @@ void TensorFileWriter::write_rows(const float* data, int64_t rows) {
   }
 }
 
-void TensorFileWriter::end() { impl_->end(); }
+void TensorFileWriter::end() {
+  impl_->guarded([&] { impl_->end(); });
+}
 
 void TensorFileWriter::write_meta(const CheckpointMeta& meta) {
   Impl& w = *impl_;
-  w.end();
-  write_string_attr(w.file, "polyllama_format_version", std::to_string(meta.format_version));
-  write_string_attr(w.file, "config", meta.config_json);
-  write_string_attr(w.file, "trainer_state", meta.trainer_json);
-  if (!meta.chat_template_json.empty()) write_string_attr(w.file, "chat_template", meta.chat_template_json);
-  const int64_t n = static_cast<int64_t>(meta.tokenizer_bytes.size());
-  H5Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  write_dataset(w.file, dxpl, "tokenizer.model", H5T_NATIVE_UCHAR, H5T_STD_U8LE, ShardSpec::full({n}), true,
-                meta.tokenizer_bytes.data());
+  w.guarded([&] {
+    w.end();
+    write_string_attr(w.file, "polyllama_format_version", std::to_string(meta.format_version));
+    write_string_attr(w.file, "config", meta.config_json);
+    write_string_attr(w.file, "trainer_state", meta.trainer_json);
+    if (!meta.chat_template_json.empty()) write_string_attr(w.file, "chat_template", meta.chat_template_json);
+    const int64_t n = static_cast<int64_t>(meta.tokenizer_bytes.size());
+    H5Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+    write_dataset(w.file, dxpl, "tokenizer.model", H5T_NATIVE_UCHAR, H5T_STD_U8LE, ShardSpec::full({n}), true,
+                  meta.tokenizer_bytes.data());
+  });
 }
 
 void TensorFileWriter::finish() {
   Impl& w = *impl_;
-  w.end();
-  h5check(H5Fflush(w.file, H5F_SCOPE_GLOBAL) >= 0, "flushing " + w.path);
-  H5Fclose(w.file);
-  w.file = H5I_INVALID_HID;
+  w.guarded([&] {
+    w.end();
+    h5check(H5Fflush(w.file, H5F_SCOPE_GLOBAL) >= 0, "flushing the file");
+    const herr_t closed = H5Fclose(w.file);
+    w.file = H5I_INVALID_HID;
+    h5check(closed >= 0, "closing the file");  // close writes metadata: a full disk can fail it
+  });
   // Read back in chunk-sized blocks through the checksums.
   const TensorFileReader r(w.path);
   std::vector<float> buf;

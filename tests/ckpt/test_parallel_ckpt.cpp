@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "polyllama/ckpt/checkpoint.hpp"
+#include "polyllama/ckpt/manifest.hpp"
+#include "polyllama/ckpt/sha256.hpp"
 #include "test_support.hpp"
 
 using namespace polyllama;
@@ -88,6 +90,11 @@ TEST(ParallelCheckpoint, BlocksFromEveryRankReadBackWholeAndAsOtherLayouts) {
   }
   const CheckpointMeta back = read_meta(step_dir + "/model.h5");
   EXPECT_EQ(back.tokenizer_bytes, "tok");
+  // manifest.json, hashed by the ranks together (file i by rank i mod size), holds each file's own SHA-256.
+  const std::vector<ManifestEntry> manifest = read_manifest(step_dir);
+  ASSERT_EQ(manifest.size(), 1u);
+  EXPECT_EQ(manifest[0].name, "model.h5");
+  EXPECT_EQ(manifest[0].sha256, sha256_file(step_dir + "/model.h5"));
   MPI_Barrier(MPI_COMM_WORLD);
   if (w.rank == 0) std::filesystem::remove_all(dir);
 }
@@ -109,6 +116,30 @@ TEST(ParallelCheckpoint, RefusesBlocksThatDoNotTileTheTensor) {
     EXPECT_NE(what.find("blocks of 'a'"), std::string::npos) << what;
   }
   EXPECT_EQ(latest_checkpoint(dir + "/ckpt"), "");  // no checkpoint was published
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (w.rank == 0) std::filesystem::remove_all(dir);
+}
+
+TEST(ParallelCheckpoint, ManifestIsHashedAcrossTheRanks) {
+  World w;
+  const std::string dir = shared_temp_dir(w);
+  // Two files: with two ranks rank 0 hashes model.h5 and rank 1 optim.h5; every rank must see both digests.
+  const ShardSpec s = ShardSpec::split({6, 4}, 0, w.size, w.rank);
+  std::vector<float> a = block_data(0, s), m = block_data(1, s);
+  CheckpointMeta meta;
+  meta.config_json = "{}";
+  meta.tokenizer_bytes = "tok";
+  meta.trainer_json = R"({"step": 2, "consumed_samples": 2, "consumed_tokens": 2, "optimizer_steps": 2, "global_batch": 1})";
+  const std::string step_dir =
+      save_checkpoint(dir + "/ckpt", 2, {{"a", Tensor(a.data(), DType::f32, {s.local_shape[0], 4}), s}},
+                      {{"a.exp_avg", Tensor(m.data(), DType::f32, {s.local_shape[0], 4}), s}}, meta, MPI_COMM_WORLD);
+  const std::vector<ManifestEntry> manifest = read_manifest(step_dir);
+  ASSERT_EQ(manifest.size(), 2u);
+  for (const ManifestEntry& e : manifest) {
+    uint64_t bytes = 0;
+    EXPECT_EQ(e.sha256, sha256_file(step_dir + "/" + e.name, &bytes)) << e.name;
+    EXPECT_EQ(e.bytes, bytes) << e.name;
+  }
   MPI_Barrier(MPI_COMM_WORLD);
   if (w.rank == 0) std::filesystem::remove_all(dir);
 }

@@ -101,7 +101,8 @@ Fixture make_fixture(const std::string& tag, bool tied, int64_t vocab = 300) {
   }
   CheckpointMeta meta;
   meta.config_json = f.cfg.to_hf_json().dump();
-  meta.trainer_json = R"({"step": 5, "consumed_samples": 40})";
+  meta.trainer_json =
+      R"({"step": 5, "consumed_samples": 40, "consumed_tokens": 1280, "optimizer_steps": 5, "global_batch": 8})";
   meta.tokenizer_bytes = f.base;
   f.in_step = save_checkpoint(f.dir + "/in/ckpt", 5, model_tensors(model), optim, meta);
   return f;

@@ -62,7 +62,16 @@ p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
 for i in range(len(b) // 10, len(b) // 10 + 64): b[i] ^= 0xFF
 open(p, 'wb').write(bytes(b))
 PY
-expect_fail 1 "tensor 'model.embed_tokens.weight' failed its checksum" -- "$bin" pretrain --run-dir "$work/corrupt" "${common[@]}" --steps 9
+# Loading that step names the file whose SHA-256 differs from manifest.json; without a manifest (a checkpoint
+# from before manifests) the tensor's own checksum still names the tensor.
+expect_fail 1 "step_00000008/model.h5: SHA-256 .* differs from manifest.json" -- "$bin" generate --ckpt "$work/corrupt/ckpt/step_00000008" --prompt "the" --max-new-tokens 2
+cp -r "$work/corrupt" "$work/corrupt2" && rm "$work/corrupt2/ckpt/step_00000008/manifest.json"
+expect_fail 1 "tensor 'model.embed_tokens.weight' failed its checksum" -- "$bin" generate --ckpt "$work/corrupt2/ckpt/step_00000008" --prompt "the" --max-new-tokens 2
+# Resuming skips it for the newest intact checkpoint (step 4) and says so.
+"$bin" pretrain --run-dir "$work/corrupt" "${common[@]}" --steps 9 > "$work/corrupt.log" 2>&1 \
+  && grep -q "rebuilt it from step_00000004, the newest intact checkpoint" "$work/corrupt.log" \
+  && [ "$(cat "$work/corrupt/ckpt/latest")" = step_00000009 ] \
+  && ok "resume skipped the corrupt step 8, trained from step 4 to 9" || bad "corrupt resume: $(tail -3 "$work/corrupt.log")"
 # Captured first: with pipefail, grep -q closing the pipe early would fail a help text longer than one pipe write.
 help=$("$bin" --help) && grep -q "pretrain" <<<"$help" && ok "--help lists verbs" || bad "--help"
 

@@ -1,8 +1,9 @@
 #pragma once
-// Checkpoints per DESIGN.md section 4: ckpt/step_XXXXXXXX/{model.h5, optim.h5} with Hugging Face tensor
-// names, full logical shapes, Fletcher32 checksums on every dataset, the config, trainer state and tokenizer
-// inside. A save goes to step_XXXXXXXX.tmp, is read back and verified, renamed, and only then does `latest`
-// move: an interrupted or failed save never replaces the last good checkpoint.
+// Checkpoints per DESIGN.md section 4: ckpt/step_XXXXXXXX/{model.h5, optim.h5, manifest.json} with Hugging Face
+// tensor names, full logical shapes, Fletcher32 checksums on every dataset, the config, trainer state and tokenizer
+// inside, and a SHA-256 of every file in manifest.json (ckpt/manifest.hpp). A save goes to step_XXXXXXXX.tmp, is
+// read back and verified, gets its manifest, is renamed, and only then does `latest` move: an interrupted or failed
+// save never replaces the last good checkpoint.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,7 +40,13 @@ void write_tensor_file(const std::string& path, const std::vector<NamedTensor>& 
 // corrupt dataset is an error naming the file and the tensor. Values convert to each tensor's dtype. Any
 // layout can read a file written by any other.
 void read_tensor_file(const std::string& path, const std::vector<NamedTensor>& into);
+// Verifies the step directory's files against its manifest.json first (verify_checkpoint_files), then reads the
+// attributes and checks them (check_meta).
 CheckpointMeta read_meta(const std::string& model_h5);
+// The attributes as a load reads them: config (and chat_template, when set) JSON objects; trainer_state, when set,
+// an object with the counters resume reads (step, consumed_samples/tokens, optimizer_steps, the batch). Fails with
+// exit 1 naming model_h5 and the attribute (and field).
+void check_meta(const CheckpointMeta& m, const std::string& model_h5);
 // Reads back the blocks this rank wrote (replica 0) through their checksums and compares them with memory;
 // fails naming the first tensor that differs.
 void verify_tensor_file(const std::string& path, const std::vector<NamedTensor>& written);
@@ -75,8 +82,8 @@ std::vector<std::string> list_step_dirs(const std::string& ckpt_root);
 // directory removed (its name and size) for the log. Call it only while no other process can be saving there (the
 // training verbs hold the run directory's lock).
 std::vector<std::string> remove_stale_tmp_dirs(const std::string& ckpt_root);
-// The step directory a run resumes from: the one `latest` names when it is intact (its model.h5 metadata loads
-// and, for a trained checkpoint, optim.h5 is there), else the newest intact step_XXXXXXXX, and then, when
+// The step directory a run resumes from: the one `latest` names when it is intact (its files match manifest.json,
+// its model.h5 metadata loads and, for a trained checkpoint, optim.h5 is there), else the newest intact step_XXXXXXXX, and then, when
 // `repair` (one process only), `latest` is rewritten to name it. `note` says what was wrong and what was done
 // (empty when `latest` was fine or there is no checkpoint at all). "" when no step directory is intact.
 std::string find_resume_checkpoint(const std::string& ckpt_root, bool repair, std::string* note);

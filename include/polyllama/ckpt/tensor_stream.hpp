@@ -47,6 +47,8 @@ class TensorFileWriter {
   void finish();
 
  private:
+  void begin_tensor(const std::string& name, const std::vector<int64_t>& shape);
+  void write_rows_unguarded(const float* data, int64_t rows);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
