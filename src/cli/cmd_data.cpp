@@ -3,6 +3,7 @@
 // counts, writes metadata.json and renames OUT.tmp to OUT.
 #include <mpi.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 
@@ -59,6 +60,9 @@ RunFn add_data(CLI::App& app) {
   cmd->add_flag("--skip-invalid", o->in.skip_invalid,
                 "JSONL: count and skip malformed lines and lines without the text field (default: stop with "
                 "FILE:LINE)");
+  cmd->add_flag("--strict-utf8", o->in.strict_utf8,
+                "stop (exit 1, naming FILE:LINE) at the first byte that is not UTF-8; by default such bytes are "
+                "counted, reported at the end, and encoded as SentencePiece does (each as U+FFFD)");
   cmd->add_option("--max-shard-tokens", o->pipe.max_shard_tokens, "a rank starts a new shard after this many tokens")
       ->capture_default_str();
   add_threads_option(cmd, o->pipe.threads, "encoding threads per rank")->capture_default_str();
@@ -117,7 +121,7 @@ RunFn add_data(CLI::App& app) {
     };
     DocumentEncoder encoder(tok, o->encoder, o->tokenizer);
     log_info("data: encoder: " + encoder.description());
-    const EncodeFn encode = encoder.fn();
+    const ChunkedEncode encode = encoder.chunked();
     const RankResult mine = tokenize_to_shards(inputs, o->in, o->pipe, encode, tmp, world_rank, world_size, progress);
     std::vector<RankResult> all;  // every rank's counts, in rank order, on rank 0
     for (const std::string& part : gather_strings(rank_result_to_json(mine), MPI_COMM_WORLD))
@@ -131,9 +135,16 @@ RunFn add_data(CLI::App& app) {
       base.eos_id = tok.eos_id();
       DatasetMeta meta = merge_rank_results(all, base);
       std::vector<std::string> examples;
-      for (const RankResult& r : all)
+      DocumentReader::Utf8Counts bad;  // summed over the ranks; the first in input order
+      int64_t largest_chunk = 0;
+      for (const RankResult& r : all) {
         for (const std::string& e : r.skip_examples)
           if (examples.size() < DocumentReader::max_examples) examples.push_back(e);
+        bad.bytes += r.invalid_utf8.bytes;
+        bad.lines += r.invalid_utf8.lines;
+        if (bad.first.empty()) bad.first = r.invalid_utf8.first;
+        largest_chunk = std::max(largest_chunk, r.largest_chunk);
+      }
       const double seconds = now_seconds() - t0;
       meta.options_json = nlohmann::json{{"created_by", "polyllama " POLYLLAMA_VERSION},
                                          {"tokenizer_path", o->tokenizer},
@@ -145,6 +156,10 @@ RunFn add_data(CLI::App& app) {
                                          {"ranks", world_size},
                                          {"threads", o->pipe.threads},
                                          {"encoder", encoder.name()},
+                                         {"strict_utf8", o->in.strict_utf8},
+                                         {"invalid_utf8_bytes", bad.bytes},
+                                         {"invalid_utf8_lines", bad.lines},
+                                         {"largest_chunk_bytes", largest_chunk},
                                          {"seconds", seconds},
                                          {"skipped_examples", examples}}.dump();
       {
@@ -169,6 +184,14 @@ RunFn add_data(CLI::App& app) {
                        static_cast<long long>(c.tokens), static_cast<long long>(c.skipped),
                        static_cast<long long>(c.empty)));
       if (meta.documents == 0) log_warn("data: no documents in the inputs (all empty or skipped)");
+      if (bad.bytes > 0)
+        log_warn(fmt("data: %lld bytes on %lld lines are not valid UTF-8 (the first at %s); they were encoded as "
+                     "SentencePiece does, each as U+FFFD (--strict-utf8 refuses such input)",
+                     static_cast<long long>(bad.bytes), static_cast<long long>(bad.lines), bad.first.c_str()));
+      if (encoder.cutter() && static_cast<size_t>(largest_chunk) > 16 * encode.chunk_bytes)
+        log_warn(fmt("data: a document had %.1f MiB of text with no place to cut it (e.g. a long run of one "
+                     "character), encoded as one piece; memory grows with such stretches",
+                     static_cast<double>(largest_chunk) / (1 << 20)));
       if (meta.skipped > 0) {
         log_info(fmt("data: skipped %lld invalid records; the first:", static_cast<long long>(meta.skipped)));
         for (const std::string& e : examples) log_info("  " + e);
@@ -185,6 +208,8 @@ RunFn add_data(CLI::App& app) {
                                                  {"bytes_per_s", static_cast<double>(meta.bytes) / seconds},
                                                  {"ranks", world_size},
                                                  {"threads", o->pipe.threads},
+                                                 {"invalid_utf8_bytes", bad.bytes},
+                                                 {"invalid_utf8_lines", bad.lines},
                                                  {"tokenizer_checksum", meta.tokenizer_checksum}}.dump());
     }
     MPI_Barrier(MPI_COMM_WORLD);  // every rank returns once the dataset is in place

@@ -180,16 +180,21 @@ void ShardWriter::close_shard() {
   if (!ok) fail_runtime("cannot write " + base + ".tok/.idx: " + std::strerror(errno), __FILE__, __LINE__);
 }
 
-void ShardWriter::add_document(const int32_t* ids, int64_t n, uint32_t eos) {
+void ShardWriter::append_tokens(const int32_t* ids, int64_t n) {
   if (!tok_) open_shard();
   ShardInfo& s = shards_.back();
-  scratch_.resize(static_cast<size_t>(n) + 1);
+  scratch_.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) scratch_[static_cast<size_t>(i)] = static_cast<uint32_t>(ids[i]);
-  scratch_[static_cast<size_t>(n)] = eos;
   const size_t bytes = scratch_.size() * sizeof(uint32_t);
   write_all(tok_, scratch_.data(), bytes, dir_ + "/" + s.name + ".tok");
   hash_ = fnv1a64_update(hash_, scratch_.data(), bytes);
-  s.tokens += n + 1;
+  s.tokens += n;
+}
+
+void ShardWriter::end_document(uint32_t eos) {
+  const int32_t e = static_cast<int32_t>(eos);
+  append_tokens(&e, 1);
+  ShardInfo& s = shards_.back();
   s.documents += 1;
   const auto end = static_cast<uint64_t>(s.tokens);
   write_all(idx_, &end, sizeof end, dir_ + "/" + s.name + ".idx");
@@ -352,7 +357,13 @@ std::string rank_result_to_json(const RankResult& r) {
   for (const ShardInfo& s : r.shards) shards.push_back({s.name, s.documents, s.tokens, s.checksum});
   for (const InputCounts& c : r.inputs)
     inputs.push_back({c.path, c.format, c.gzip, c.bytes, c.documents, c.tokens, c.skipped, c.empty});
-  return json{{"shards", shards}, {"inputs", inputs}, {"examples", r.skip_examples}, {"seconds", r.seconds}}.dump();
+  return json{{"shards", shards},
+              {"inputs", inputs},
+              {"examples", r.skip_examples},
+              {"seconds", r.seconds},
+              {"invalid_utf8", {r.invalid_utf8.bytes, r.invalid_utf8.lines, r.invalid_utf8.first}},
+              {"largest_chunk", r.largest_chunk}}
+      .dump();
 }
 
 RankResult rank_result_from_json(const std::string& text) {
@@ -365,11 +376,14 @@ RankResult rank_result_from_json(const std::string& text) {
                         c[4].get<int64_t>(), c[5].get<int64_t>(), c[6].get<int64_t>(), c[7].get<int64_t>()});
   r.skip_examples = j.at("examples").get<std::vector<std::string>>();
   r.seconds = j.at("seconds").get<double>();
+  const json& u = j.at("invalid_utf8");
+  r.invalid_utf8 = {u[0].get<int64_t>(), u[1].get<int64_t>(), u[2].get<std::string>()};
+  r.largest_chunk = j.at("largest_chunk").get<int64_t>();
   return r;
 }
 
 RankResult tokenize_to_shards(const std::vector<InputFile>& inputs, const TextInputOptions& in_opts,
-                              const ShardPipelineOptions& opts, const EncodeFn& encode, const std::string& dir,
+                              const ShardPipelineOptions& opts, const ChunkedEncode& encode, const std::string& dir,
                               int world_rank, int world_size,
                               const std::function<void(const PipelineProgress&)>& progress) {
   opts.validate();
@@ -382,25 +396,55 @@ RankResult tokenize_to_shards(const std::vector<InputFile>& inputs, const TextIn
 
   DocumentReader reader(inputs, pieces, in_opts);
   ShardWriter writer(dir, world_rank, opts.max_shard_tokens);
-  // Documents are read in batches, encoded in parallel, and written in order, so the output does not depend
-  // on the thread count.
-  const size_t batch_bytes = size_t{2} << 20, batch_docs = 4096;
-  std::vector<std::string> texts;
-  std::vector<int64_t> files;
+  DocumentChunks chunks(encode.cutter, encode.chunk_bytes);
+  // Chunks of documents are read in batches, encoded in parallel, and written in order, so the output does not
+  // depend on the thread count. A chunk is a whole short document or a piece of a long one (`last`: the
+  // document ends with it).
+  struct Unit {
+    std::string text;
+    int64_t file = 0;
+    bool first = true, last = true;
+  };
+  const size_t batch_bytes = size_t{2} << 20, batch_units = 4096;
+  std::vector<Unit> units;
   std::vector<std::vector<int32_t>> ids;
+  std::string part_text;
+  DocumentReader::Part part;
+  bool doc_open = false, at_end = false;  // a document is being cut; its last part has been added
+  int64_t doc_file = 0;
   PipelineProgress prog;
   prog.bytes_total = reader.bytes_total();
   for (;;) {
     size_t n = 0, bytes = 0;
     const size_t max_bytes = batch_bytes * static_cast<size_t>(opts.threads);
-    for (; n < batch_docs * static_cast<size_t>(opts.threads) && bytes < max_bytes; ++n) {
-      if (texts.size() <= n) {
-        texts.emplace_back();
-        files.push_back(0);
+    while (n < batch_units * static_cast<size_t>(opts.threads) && bytes < max_bytes) {
+      if (units.size() <= n) {
+        units.emplace_back();
         ids.emplace_back();
       }
-      if (!reader.next(texts[n], files[n])) break;
-      bytes += texts[n].size();
+      if (doc_open) {
+        Unit& u = units[n];
+        if (chunks.next(u.text, u.first, at_end)) {
+          u.file = doc_file;
+          u.last = at_end;
+          doc_open = !at_end;
+          bytes += u.text.size();
+          res.largest_chunk = std::max(res.largest_chunk, static_cast<int64_t>(u.text.size()));
+          ++n;
+          continue;
+        }
+        if (at_end || !reader.next_part(part_text, part, encode.chunk_bytes))
+          fail_runtime("document reader: a document ended without text", __FILE__, __LINE__);
+        chunks.add(part_text);
+        at_end = part.last;
+        continue;
+      }
+      if (!reader.next_part(part_text, part, encode.chunk_bytes)) break;
+      chunks.start();
+      chunks.add(part_text);
+      doc_open = true;
+      at_end = part.last;
+      doc_file = part.file;
     }
     if (n == 0) break;
     std::vector<std::exception_ptr> errors(static_cast<size_t>(opts.threads));
@@ -408,7 +452,7 @@ RankResult tokenize_to_shards(const std::vector<InputFile>& inputs, const TextIn
     for (size_t i = 0; i < n; ++i) {
       try {
         ids[i].clear();
-        encode(texts[i], ids[i]);
+        encode.encode(units[i].text, units[i].first, ids[i]);
       } catch (...) {
         errors[static_cast<size_t>(omp_get_thread_num())] = std::current_exception();
       }
@@ -421,11 +465,16 @@ RankResult tokenize_to_shards(const std::vector<InputFile>& inputs, const TextIn
         if (id < 0 || id >= opts.vocab_size)
           fail_runtime("tokenizer returned id " + std::to_string(id) + " outside its vocabulary of " +
                        std::to_string(opts.vocab_size), __FILE__, __LINE__);
-      writer.add_document(v.data(), static_cast<int64_t>(v.size()), opts.eos_id);
-      res.inputs[static_cast<size_t>(files[i])].tokens += static_cast<int64_t>(v.size()) + 1;
-      prog.tokens += static_cast<int64_t>(v.size()) + 1;
+      writer.append_tokens(v.data(), static_cast<int64_t>(v.size()));
+      const int64_t eos = units[i].last ? 1 : 0;
+      if (units[i].last) writer.end_document(opts.eos_id);
+      res.inputs[static_cast<size_t>(units[i].file)].tokens += static_cast<int64_t>(v.size()) + eos;
+      prog.tokens += static_cast<int64_t>(v.size()) + eos;
+      prog.documents += eos;
+      // Buffers that held a long document's chunk are released, so that slots do not each keep one.
+      if (units[i].text.capacity() > (size_t{1} << 20)) std::string().swap(units[i].text);
+      if (ids[i].capacity() > (size_t{1} << 18)) std::vector<int32_t>().swap(ids[i]);
     }
-    prog.documents += static_cast<int64_t>(n);
     prog.bytes_done = reader.bytes_done();
     if (progress) progress(prog);
   }
@@ -437,8 +486,18 @@ RankResult tokenize_to_shards(const std::vector<InputFile>& inputs, const TextIn
   }
   res.shards = writer.shards();
   res.skip_examples = reader.skip_examples();
+  res.invalid_utf8 = reader.invalid_utf8();
   res.seconds = now_seconds() - t0;
   return res;
+}
+
+RankResult tokenize_to_shards(const std::vector<InputFile>& inputs, const TextInputOptions& in_opts,
+                              const ShardPipelineOptions& opts, const EncodeFn& encode, const std::string& dir,
+                              int world_rank, int world_size,
+                              const std::function<void(const PipelineProgress&)>& progress) {
+  ChunkedEncode whole;
+  whole.encode = [&encode](const std::string& text, bool, std::vector<int32_t>& ids) { encode(text, ids); };
+  return tokenize_to_shards(inputs, in_opts, opts, whole, dir, world_rank, world_size, progress);
 }
 
 DatasetMeta merge_rank_results(const std::vector<RankResult>& ranks, DatasetMeta m) {

@@ -83,13 +83,18 @@ void TextInputOptions::validate() const {
   if (text_field.empty()) fail_input("--text-field must not be empty");
 }
 
-std::vector<InputFile> describe_inputs(const std::vector<std::string>& paths, const TextInputOptions& opts) {
+std::vector<InputFile> describe_inputs(const std::vector<std::string>& paths, const TextInputOptions& opts,
+                                      const std::string& flag) {
   opts.validate();
-  if (paths.empty()) fail_input("no --input files");
+  if (paths.empty()) fail_input("no " + flag + " files");
   std::vector<InputFile> out;
   for (const std::string& p : paths) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(p, ec)) fail_input("input file not found: " + p);
+    if (std::filesystem::is_directory(p, ec))
+      fail_input(flag + " " + p + ": is a directory, expected a text or JSONL file (name the files inside it)");
+    if (!std::filesystem::exists(p, ec)) fail_input("input file not found: " + p + " (" + flag + ")");
+    if (!std::filesystem::is_regular_file(p, ec))
+      fail_input(flag + " " + p + ": not a regular file (a device, FIFO or socket); expected a text or JSONL file");
     InputFile in;
     in.path = p;
     in.bytes = static_cast<int64_t>(std::filesystem::file_size(p, ec));
@@ -221,6 +226,11 @@ bool DocumentReader::open_next_piece() {
   pos_ = len_ = 0;
   eof_ = false;
   lines_in_piece_ = 0;
+  delivered_ = 0;
+  in_doc_ = false;
+  utf8_need_ = utf8_have_ = 0;
+  scan_newlines_ = 0;
+  last_bad_line_ = -1;
   line_base_ = piece_.begin == 0 ? 0 : -1;
   return true;
 }
@@ -228,11 +238,14 @@ bool DocumentReader::open_next_piece() {
 bool DocumentReader::next_line(std::string_view& line) {
   for (;;) {
     const char* start = buf_.data() + pos_;
+    const int64_t offset = piece_.begin + delivered_ - static_cast<int64_t>(len_ - pos_);
     if (const void* nl = std::memchr(start, '\n', len_ - pos_)) {
       const size_t n = static_cast<size_t>(static_cast<const char*>(nl) - start);
       line = std::string_view(start, n);
       pos_ += n + 1;
       ++lines_in_piece_;
+      line_start_ = offset;
+      check_bytes(line.data(), line.size(), offset, lines_in_piece_);
       return true;
     }
     if (eof_) {
@@ -240,6 +253,8 @@ bool DocumentReader::next_line(std::string_view& line) {
       line = std::string_view(start, len_ - pos_);  // a last line without '\n'
       pos_ = len_;
       ++lines_in_piece_;
+      line_start_ = offset;
+      check_bytes(line.data(), line.size(), offset, lines_in_piece_);
       return true;
     }
     if (pos_ > 0) {
@@ -251,6 +266,7 @@ bool DocumentReader::next_line(std::string_view& line) {
     const size_t got = src_->read(buf_.data() + len_, buf_.size() - len_);
     if (got == 0) eof_ = true;
     len_ += got;
+    delivered_ += static_cast<int64_t>(got);
   }
 }
 
@@ -271,7 +287,9 @@ void DocumentReader::invalid(const std::string& why) {
   if (examples_.size() < max_examples) examples_.push_back(where + why);
 }
 
-bool DocumentReader::next(std::string& text, int64_t& file) {
+bool DocumentReader::next(std::string& text, int64_t& file) { return next_document(text, file, false); }
+
+bool DocumentReader::next_document(std::string& text, int64_t& file, bool one_piece) {
   for (;;) {
     if (!src_ && !open_next_piece()) return false;
     FileCounts& c = counts_[static_cast<size_t>(piece_.file)];
@@ -279,6 +297,7 @@ bool DocumentReader::next(std::string& text, int64_t& file) {
     if (cur_->format == InputFormat::jsonl) {
       if (!next_line(line)) {
         open_next_piece();
+        if (one_piece) return false;
         continue;
       }
       if (lines_in_piece_ == 1 && piece_.begin == 0 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
@@ -286,7 +305,7 @@ bool DocumentReader::next(std::string& text, int64_t& file) {
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
         std::string msg = e.what();
         const auto colon = msg.find(": ");  // drop nlohmann's "[json.exception.parse_error.101] " prefix
         invalid("malformed JSON (" + (colon == std::string::npos ? msg : msg.substr(colon + 2)) + ")");
@@ -328,12 +347,7 @@ bool DocumentReader::next(std::string& text, int64_t& file) {
     } else {  // the whole file is one document
       const int64_t whole_file = piece_.file;
       text.clear();
-      for (;;) {
-        const size_t old = text.size();
-        text.resize(old + (1u << 20));
-        const size_t got = src_->read(text.data() + old, 1u << 20);
-        text.resize(old + got);
-        if (got == 0) break;
+      while (read_whole_file_part(text, 1u << 20) > 0) {
       }
       open_next_piece();
       if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
@@ -347,6 +361,168 @@ bool DocumentReader::next(std::string& text, int64_t& file) {
     ++c.documents;
     file = piece_.file;
     return true;
+  }
+}
+
+bool DocumentReader::next_part(std::string& text, Part& part, size_t max_bytes) {
+  if (max_bytes == 0) max_bytes = 1;
+  for (;;) {
+    if (!src_ && !open_next_piece()) return false;
+    FileCounts& c = counts_[static_cast<size_t>(piece_.file)];
+    part.file = piece_.file;
+    if (cur_->format == InputFormat::jsonl) {  // a record is parsed whole: one part
+      if (!next_document(text, part.file, true)) continue;
+      part.first = part.last = true;
+      return true;
+    }
+    if (!opts_.blank_line_docs) {  // the whole file is one document, streamed
+      if (in_doc_) {
+        text.clear();
+        const size_t got = read_whole_file_part(text, max_bytes);
+        part.first = false;
+        part.last = got == 0;
+        if (part.last) {
+          in_doc_ = false;
+          open_next_piece();
+        }
+        return true;
+      }
+      text.clear();  // hold the text until it is known not to be whitespace only
+      bool content = false;
+      for (;;) {
+        const size_t old = text.size();
+        if (read_whole_file_part(text, max_bytes) == 0) break;
+        if (text.find_first_not_of(" \t\r\n", old) != std::string::npos) {
+          content = true;
+          break;
+        }
+      }
+      if (!content) {
+        ++c.empty;
+        open_next_piece();
+        continue;
+      }
+      ++c.documents;
+      in_doc_ = true;
+      part.first = true;
+      part.last = false;
+      return true;
+    }
+    std::string_view line;  // --blank-line-docs: lines up to a blank line, in parts of whole lines
+    text.clear();
+    part.first = !in_doc_;
+    if (!in_doc_) {
+      bool have = false;
+      while (!have && next_line(line))
+        if (!is_blank(line)) {
+          text.append(line);
+          text.push_back('\n');
+          have = true;
+        }
+      if (!have) {
+        open_next_piece();
+        continue;
+      }
+      ++c.documents;
+      in_doc_ = true;
+    }
+    part.last = false;
+    while (text.size() < max_bytes) {
+      if (!next_line(line) || is_blank(line)) {
+        part.last = true;
+        in_doc_ = false;
+        break;
+      }
+      text.append(line);
+      text.push_back('\n');
+    }
+    return true;
+  }
+}
+
+size_t DocumentReader::read_whole_file_part(std::string& text, size_t max_bytes) {
+  const size_t old = text.size();
+  text.resize(old + max_bytes);
+  const size_t got = src_->read(text.data() + old, max_bytes);
+  text.resize(old + got);
+  check_bytes(text.data() + old, got, piece_.begin + delivered_, 0);
+  delivered_ += static_cast<int64_t>(got);
+  if (got == 0 && utf8_need_ > 0) {  // the file ends inside a character
+    bad_utf8(piece_.begin + delivered_ - utf8_have_, scan_newlines_ + 1, utf8_have_);
+    utf8_need_ = utf8_have_ = 0;
+  }
+  return got;
+}
+
+int64_t DocumentReader::absolute_line(int64_t line_in_piece) {
+  const int64_t saved = lines_in_piece_;
+  lines_in_piece_ = line_in_piece;
+  const int64_t line = line_number();  // counts the lines before the piece once, when first needed
+  lines_in_piece_ = saved;
+  return line;
+}
+
+void DocumentReader::check_bytes(const char* data, size_t n, int64_t offset, int64_t line) {
+  const bool count_lines = line == 0;  // a whole-file document: lines are counted here
+  if (const void* nul = std::memchr(data, 0, n)) {
+    const auto at = static_cast<size_t>(static_cast<const char*>(nul) - data);
+    const int64_t rel = count_lines ? scan_newlines_ + std::count(data, data + at, '\n') + 1 : line;
+    fail_input(cur_->path + ":" + std::to_string(absolute_line(rel)) + ": NUL byte at byte offset " +
+               std::to_string(offset + static_cast<int64_t>(at)) + (cur_->gzip ? " (uncompressed)" : "") +
+               ": a binary file, not text (polyllama reads UTF-8 text and JSONL)");
+  }
+  int64_t newlines = count_lines ? scan_newlines_ : line - 1;  // lines before data[i], in the piece
+  if (!count_lines) utf8_need_ = utf8_have_ = 0;                // a line is checked on its own
+  for (size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(data[i]);
+    if (utf8_need_ == 0) {
+      if (c < 0x80) {
+        if (c == '\n' && count_lines) ++newlines;
+        continue;
+      }
+      if ((c & 0xE0) == 0xC0) utf8_need_ = 1, utf8_cp_ = c & 0x1Fu, utf8_min_ = 0x80;
+      else if ((c & 0xF0) == 0xE0) utf8_need_ = 2, utf8_cp_ = c & 0x0Fu, utf8_min_ = 0x800;
+      else if ((c & 0xF8) == 0xF0) utf8_need_ = 3, utf8_cp_ = c & 0x07u, utf8_min_ = 0x10000;
+      else {
+        bad_utf8(offset + static_cast<int64_t>(i), newlines + 1, 1);
+        continue;
+      }
+      utf8_have_ = 1;
+      continue;
+    }
+    if ((c & 0xC0) != 0x80) {  // a character cut short: its bytes are invalid, and this byte starts afresh
+      bad_utf8(offset + static_cast<int64_t>(i) - utf8_have_, newlines + 1, utf8_have_);
+      utf8_need_ = utf8_have_ = 0;
+      --i;
+      continue;
+    }
+    utf8_cp_ = (utf8_cp_ << 6) | (c & 0x3Fu);
+    ++utf8_have_;
+    if (--utf8_need_ == 0 && (utf8_cp_ < utf8_min_ || utf8_cp_ > 0x10FFFF || (utf8_cp_ >= 0xD800 && utf8_cp_ <= 0xDFFF)))
+      bad_utf8(offset + static_cast<int64_t>(i) + 1 - utf8_have_, newlines + 1, utf8_have_);
+  }
+  if (count_lines) {
+    scan_newlines_ = newlines;
+  } else if (utf8_need_ > 0) {  // the line ends inside a character
+    bad_utf8(offset + static_cast<int64_t>(n) - utf8_have_, line, utf8_have_);
+    utf8_need_ = utf8_have_ = 0;
+  }
+}
+
+void DocumentReader::bad_utf8(int64_t offset, int64_t line_in_piece, int64_t nbytes) {
+  if (opts_.strict_utf8 || utf8_.first.empty()) {
+    const std::string where = cur_->path + ":" + std::to_string(absolute_line(line_in_piece));
+    if (opts_.strict_utf8)
+      fail_input(where + ": invalid UTF-8 at byte offset " + std::to_string(offset) +
+                 (cur_->gzip ? " (uncompressed)" : "") +
+                 " (--strict-utf8 refuses it; without it such bytes are counted and encoded as SentencePiece does, "
+                 "each as U+FFFD)");
+    utf8_.first = where;
+  }
+  utf8_.bytes += nbytes;
+  if (line_in_piece != last_bad_line_) {
+    ++utf8_.lines;
+    last_bad_line_ = line_in_piece;
   }
 }
 

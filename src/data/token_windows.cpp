@@ -1,11 +1,14 @@
 #include "polyllama/data/token_windows.hpp"
 
-#include <fstream>
+#include <filesystem>
 #include <numeric>
-#include <sstream>
 
 #include "polyllama/core/error.hpp"
+#include "polyllama/core/log.hpp"
 #include "polyllama/core/random.hpp"
+#include "polyllama/data/chunk_cutter.hpp"
+#include "polyllama/data/document_encoder.hpp"
+#include "polyllama/data/text_input.hpp"
 #include "polyllama/tokenizer/tokenizer.hpp"
 
 namespace polyllama {
@@ -46,39 +49,50 @@ void TokenWindows::sample(int64_t index, int32_t* inputs, int32_t* targets) cons
 
 TextCorpus tokenize_text_files(const std::vector<std::string>& files, const Tokenizer& tok, bool blank_line_docs,
                                int64_t val_every) {
+  for (const std::string& path : files) {  // the messages of `pretrain --data`, which also takes datasets
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      fail_input("--data " + path + ": a directory without metadata.json, so neither a `polyllama data` dataset "
+                 "nor a text file (tokenize the files inside it with `polyllama data --input ... --out DIR`)");
+    if (!std::filesystem::exists(path, ec)) fail_input("cannot open text file " + path + ": no such file (--data)");
+  }
+  TextInputOptions in;
+  in.format = "text";
+  in.blank_line_docs = blank_line_docs;
+  const std::vector<InputFile> inputs = describe_inputs(files, in, "--data");
+  DocumentReader reader(inputs, plan_pieces(inputs, in, 0, 1), in);
+  // Long documents stream through in chunks cut where the ids cannot change (chunk_cutter.hpp): memory holds
+  // the token ids, not the text.
+  DocumentEncoder encoder(tok, "auto", "the tokenizer");
+  const size_t chunk_bytes = encode_chunk_bytes();
+  DocumentChunks chunks(encoder.cutter(), chunk_bytes);
   TextCorpus c;
-  auto add_doc = [&](const std::string& doc) {
-    if (doc.find_first_not_of(" \t\r\n") == std::string::npos) return;
-    const bool to_val = val_every > 0 && c.documents % val_every == val_every - 1;
-    std::vector<int32_t>& out = to_val ? c.val : c.train;
-    const std::vector<int32_t> ids = tok.encode(doc);
-    out.insert(out.end(), ids.begin(), ids.end());
-    out.push_back(tok.eos_id());
-    ++c.documents;
-    if (!to_val) ++c.train_documents;
-  };
-  for (const std::string& path : files) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail_input("cannot open text file " + path);
-    if (!blank_line_docs) {
-      std::stringstream ss;
-      ss << f.rdbuf();
-      add_doc(ss.str());
-      continue;
+  std::string part_text, chunk;
+  std::vector<int32_t> ids;
+  DocumentReader::Part part;
+  std::vector<int32_t>* out = &c.train;
+  while (reader.next_part(part_text, part, chunk_bytes)) {
+    if (part.first) {
+      chunks.start();
+      const bool to_val = val_every > 0 && c.documents % val_every == val_every - 1;
+      out = to_val ? &c.val : &c.train;
+      ++c.documents;
+      if (!to_val) ++c.train_documents;
     }
-    std::string line, doc;
-    while (std::getline(f, line)) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) {
-        add_doc(doc);
-        doc.clear();
-      } else {
-        doc += line;
-        doc += '\n';
-      }
+    chunks.add(part_text);
+    bool first = false;
+    while (chunks.next(chunk, first, part.last)) {
+      encoder.encode_chunk(chunk, first, ids);
+      out->insert(out->end(), ids.begin(), ids.end());
     }
-    add_doc(doc);
+    if (part.last) out->push_back(tok.eos_id());
   }
   if (c.documents == 0) fail_input("no text found in the --data files");
+  const DocumentReader::Utf8Counts& bad = reader.invalid_utf8();
+  if (bad.bytes > 0)
+    log_warn(fmt("data: %lld bytes on %lld lines of the --data text are not valid UTF-8 (the first at %s); they "
+                 "were encoded as SentencePiece does, each as U+FFFD",
+                 static_cast<long long>(bad.bytes), static_cast<long long>(bad.lines), bad.first.c_str()));
   return c;
 }
 

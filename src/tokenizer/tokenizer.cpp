@@ -19,6 +19,9 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    fail_input("tokenizer " + path + ": is a directory, expected a SentencePiece .model file");
   std::ifstream f(path, std::ios::binary);
   if (!f) fail_input("cannot open tokenizer " + path);
   std::stringstream ss;

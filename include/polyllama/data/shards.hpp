@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "polyllama/data/chunk_cutter.hpp"
 #include "polyllama/data/text_input.hpp"
 
 namespace polyllama {
@@ -60,7 +61,13 @@ class ShardWriter {
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
   // Appends ids[0..n) and then eos as one document.
-  void add_document(const int32_t* ids, int64_t n, uint32_t eos);
+  void add_document(const int32_t* ids, int64_t n, uint32_t eos) {
+    append_tokens(ids, n);
+    end_document(eos);
+  }
+  // The same in steps, for a document encoded chunk by chunk: its tokens, then eos.
+  void append_tokens(const int32_t* ids, int64_t n);
+  void end_document(uint32_t eos);
   // Flushes and closes the open shard; the writer is done.
   void finish();
   const std::vector<ShardInfo>& shards() const { return shards_; }
@@ -131,6 +138,8 @@ struct RankResult {
   std::vector<InputCounts> inputs;  // per input file: this rank's share of the counts
   std::vector<std::string> skip_examples;
   double seconds = 0;
+  DocumentReader::Utf8Counts invalid_utf8;  // bytes of the inputs that are not UTF-8 (the first as FILE:LINE)
+  int64_t largest_chunk = 0;                // bytes: the chunk size, or a longer stretch of text with no cut
 };
 std::string rank_result_to_json(const RankResult& r);
 RankResult rank_result_from_json(const std::string& json);
@@ -140,7 +149,13 @@ struct PipelineProgress {
 };
 
 // Reads world_rank's pieces of the inputs, encodes each document and writes world_rank's shards into dir.
-// `progress` (optional) is called after every batch of documents.
+// Documents stream through in chunks (ChunkedEncode), so memory does not grow with a document's length.
+// `progress` (optional) is called after every batch of chunks.
+RankResult tokenize_to_shards(const std::vector<InputFile>& inputs, const TextInputOptions& in_opts,
+                              const ShardPipelineOptions& opts, const ChunkedEncode& encode, const std::string& dir,
+                              int world_rank, int world_size,
+                              const std::function<void(const PipelineProgress&)>& progress = {});
+// The same with every document encoded whole by `encode`.
 RankResult tokenize_to_shards(const std::vector<InputFile>& inputs, const TextInputOptions& in_opts,
                               const ShardPipelineOptions& opts, const EncodeFn& encode, const std::string& dir,
                               int world_rank, int world_size,
