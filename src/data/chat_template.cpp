@@ -110,7 +110,7 @@ ChatTemplate ChatTemplate::from_json(const std::string& text, const std::string&
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
     fail_input(where + ": not JSON: " + e.what());
   }
   if (!j.is_object()) fail_input(where + ": a template is a JSON object");

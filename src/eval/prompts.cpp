@@ -30,7 +30,7 @@ std::vector<Prompt> read_prompts(const PromptSource& o, const ChatTemplate* tpl)
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
       fail_input(where + ": not valid JSON (" + e.what() + ")");
     }
     if (!j.is_object()) fail_input(where + ": a prompt line is a JSON object, e.g. {\"prompt\": \"...\"}");

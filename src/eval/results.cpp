@@ -274,7 +274,7 @@ void update_responses_results(const std::string& out_dir, const ResponsesRun& re
   json res;
   try {
     res = json::parse(read_text_file(json_path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
     fail_input(json_path + ": not valid JSON (" + e.what() + "); move it away to write a fresh one");
   }
   if (!res.is_object()) fail_input(json_path + ": not a results.json object; move it away to write a fresh one");

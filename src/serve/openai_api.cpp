@@ -51,7 +51,7 @@ bool parse_api_request(const std::string& body, bool chat, const Tokenizer& tok,
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
     return fail(err, std::string("the body is not valid JSON: ") + e.what());
   }
   if (!j.is_object()) return fail(err, "the body must be a JSON object");

@@ -49,6 +49,15 @@ SpModel decode(const std::string& model_bytes) {
   while (!r.done()) {
     const wire::Field f = r.next();
     if (f.number != 1 || f.wire != wire::kLengthDelimited) {
+      // trainer_spec and normalizer_spec are read later (segmentation_flags, the vocab size, the normalizer
+      // rewrite): check now that they are messages, so a broken one fails here naming the file rather than as a
+      // raw wire error later (found by tests/fuzz/fuzz_sp_model).
+      if (f.number == 2 || f.number == 3) {
+        if (f.wire != wire::kLengthDelimited)
+          throw std::runtime_error(std::string(f.number == 2 ? "trainer_spec" : "normalizer_spec") +
+                                   " is not a message");
+        for (wire::Reader nested(f.payload); !nested.done();) nested.next();
+      }
       m.fields.push_back({f.number, std::string(f.all)});
       continue;
     }

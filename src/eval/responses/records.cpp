@@ -42,7 +42,7 @@ void for_each_record(const std::string& path, const char* what, Fn&& fn) {
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
       fail_input(where + ": not valid JSON (" + e.what() + ")");
     }
     if (!j.is_object()) fail_input(where + ": expected a JSON object per line");

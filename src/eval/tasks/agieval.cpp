@@ -362,7 +362,10 @@ FewShotPrefix few_shot_prefix(const std::vector<csv::Row>& rows, const std::stri
   if (shots < 1) fail_input(path + ": column " + column + " holds no few-shot example");
   std::string en = "Here are the answers for the problems in the exam.\n", zh = "以下是考试中各个问题的答案。\n";
   for (int64_t i = 0; i < shots; ++i) {
-    const auto& [con, line] = contexts[static_cast<size_t>(i)];
+    // Plain references, not a structured binding: the lambda below captures con, and
+    // capturing a binding is C++20 (clang 14 refuses it; the fuzz build uses clang).
+    const json& con = contexts[static_cast<size_t>(i)].first;
+    const int64_t line = contexts[static_cast<size_t>(i)].second;
     const std::string where = path + ":" + std::to_string(line) + ": column " + column;
     const auto field = [&](const char* key) { return con.is_object() && con.contains(key) ? con[key] : json(); };
     if (!con.is_object() || !field("question").is_string())
@@ -415,7 +418,7 @@ Question make_question(const LoadContext& c, const std::string& line, int64_t li
   json d;
   try {
     d = json::parse(line);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
     fail_input(q.where + ": malformed JSON line (" + e.what() + ")");
   }
   if (!d.is_object()) fail_input(q.where + ": a JSON object {passage, question, options, label, answer} expected");

@@ -49,7 +49,7 @@ std::map<std::string, SubjectNames> read_mapping(const std::string& path) {
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
     fail_input(path + ": not valid JSON (" + e.what() + ")");
   }
   if (!j.is_object()) fail_input(path + ": expected an object {subject: [English name, Chinese name, category]}");

@@ -91,6 +91,8 @@ json read_json(const std::string& path, const std::string& what) {
     const size_t upto = std::min<size_t>(e.byte > 0 ? e.byte - 1 : 0, text.size());
     const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(upto), '\n');
     fail_input(path + ":" + std::to_string(line) + ": malformed JSON (" + e.what() + ")");
+  } catch (const json::exception& e) {  // out_of_range: a number beyond double (1e400); no byte offset there
+    fail_input(path + ": malformed JSON (" + e.what() + ")");
   }
 }
 
