@@ -22,6 +22,7 @@ RunFn add_sft(CLI::App& app) {
     std::string tpl = "alpaca", truncation = "cut", tokenizer;
     bool skip_invalid = false, no_packing = false;
     int open_bins = 64;
+    int64_t max_examples = 0;
   };
   auto o = std::make_shared<Opts>();
   add_train_options(cmd, o->run);
@@ -33,6 +34,12 @@ RunFn add_sft(CLI::App& app) {
   cmd->add_option("--truncation", o->truncation,
                   "examples longer than seq-len + 1 tokens: cut (keep the start, drop it if no answer token is "
                   "left) or drop")
+      ->capture_default_str();
+  cmd->add_option("--max-examples", o->max_examples,
+                  "train on N of the training examples (after the --val-every split, so validation is the same for "
+                  "every N): those a --seed-keyed draw ranks first, so a smaller N is a subset of a larger one under "
+                  "the same seed, as the study's SFT sizes (1K, 5K, ...) are; 0: all")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_flag("--skip-invalid", o->skip_invalid, "count and skip malformed records instead of stopping");
   cmd->add_option("--open-bins", o->open_bins, "packing: rows kept open for first-fit (1: next fit)")
@@ -56,7 +63,7 @@ RunFn add_sft(CLI::App& app) {
     SftDataConfig dc;
     dc.files = o->data, dc.truncation = parse_truncation(o->truncation), dc.skip_invalid = o->skip_invalid;
     dc.seq_len = o->run.train.seq_len, dc.seed = o->run.train.seed, dc.val_every = o->run.val_every;
-    dc.open_bins = o->open_bins, dc.pack = !o->no_packing, dc.threads = o->run.threads > 0 ? o->run.threads : 2;
+    dc.max_examples = o->max_examples, dc.open_bins = o->open_bins, dc.pack = !o->no_packing, dc.threads = o->run.threads > 0 ? o->run.threads : 2;
     const TrainingData data = load_sft_data(dc, tpl, tok);
     start.meta.chat_template_json = tpl.to_json();
     LoadedModel m = load_model(o->run, start);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "polyllama/core/error.hpp"
+#include "polyllama/core/random.hpp"
 
 namespace polyllama {
 
@@ -116,7 +117,11 @@ std::string conversation_from_record(const nlohmann::json& record, const ChatTem
 }
 
 void read_sft_file(const std::string& path, const ChatTemplate& tpl, bool skip_invalid, SftRecords& out) {
-  const std::string data = read_file(path);
+  read_sft_text(read_file(path), path, tpl, skip_invalid, out);
+}
+
+void read_sft_text(const std::string& data, const std::string& path, const ChatTemplate& tpl, bool skip_invalid,
+                   SftRecords& out) {
   auto bad = [&](const std::string& where, const std::string& why) {
     if (!skip_invalid) fail_input(where + ": " + why + " (--skip-invalid counts and skips such records)");
     if (out.skip_examples.size() < 5) out.skip_examples.push_back(where + ": " + why);
@@ -128,7 +133,7 @@ void read_sft_file(const std::string& path, const ChatTemplate& tpl, bool skip_i
     json arr;
     try {
       arr = json::parse(data);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
       fail_input(path + ": not valid JSON: " + e.what());
     }
     for (size_t i = 0; i < arr.size(); ++i) {
@@ -152,7 +157,7 @@ void read_sft_file(const std::string& path, const ChatTemplate& tpl, bool skip_i
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double (1e400)
       bad(where, std::string("not valid JSON (") + e.what() + ")");
       continue;
     }
@@ -237,6 +242,19 @@ std::vector<int32_t> encode_prompt(const Conversation& c, const ChatTemplate& tp
                                    int32_t bos_id, int32_t eos_id) {
   PL_CHECK(!c.turns.empty() && c.turns.back().role == Role::user, "a prompt ends with a user turn");
   return encode_segments(tpl.render(c), encode, bos_id, eos_id).ids;
+}
+
+std::vector<size_t> sft_subset(size_t n, size_t keep, uint64_t seed) {
+  std::vector<size_t> idx(n);
+  for (size_t i = 0; i < n; ++i) idx[i] = i;
+  if (keep >= n) return idx;
+  // Stream 0x5F7 ("sft") keeps these keys apart from every other draw under the same seed.
+  const auto key = [seed](size_t i) { return random_bits(seed, 0x5F7, i); };
+  std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(keep), idx.end(),
+                   [&](size_t a, size_t b) { return key(a) != key(b) ? key(a) < key(b) : a < b; });
+  idx.resize(keep);
+  std::sort(idx.begin(), idx.end());
+  return idx;
 }
 
 }  // namespace polyllama

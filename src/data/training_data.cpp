@@ -94,6 +94,21 @@ TrainingData load_sft_data(const SftDataConfig& cfg, const ChatTemplate& tpl, co
   for (size_t i = 0; i < rec.conversations.size(); ++i)
     (cfg.val_every > 0 && (i + 1) % static_cast<size_t>(cfg.val_every) == 0 ? val_convs : train_convs)
         .push_back(std::move(rec.conversations[i]));
+  if (cfg.max_examples > 0) {
+    // After the validation split, so every SFT size is validated on the same held-out examples.
+    if (static_cast<size_t>(cfg.max_examples) > train_convs.size())
+      fail_input(fmt("--max-examples %lld: the instruction files hold only %zu training examples (%zu records, every "
+                     "%lldth held out for validation)",
+                     static_cast<long long>(cfg.max_examples), train_convs.size(), rec.conversations.size(),
+                     static_cast<long long>(cfg.val_every)));
+    std::vector<Conversation> kept;
+    for (size_t i : sft_subset(train_convs.size(), static_cast<size_t>(cfg.max_examples), cfg.seed))
+      kept.push_back(std::move(train_convs[i]));
+    log_info(fmt("sft data: --max-examples %lld of %zu training examples (seed %llu)",
+                 static_cast<long long>(cfg.max_examples), train_convs.size(),
+                 static_cast<unsigned long long>(cfg.seed)));
+    train_convs = std::move(kept);
+  }
   const EncodeFn encode = encoder.fn();
   SftTokenStats st, vst;
   std::vector<SftExample> train_ex = tokenize_conversations(train_convs, tpl, encode, to, &st);

@@ -32,6 +32,16 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 1.0) }' && ok "loss fell 
   || bad "loss did not fall: $first -> $last"
 grep -q "sft data: 171 train + 9 validation examples" "$work/out.json" && ok "180 records, every 20th held out" \
   || bad "example counts: $(grep 'sft data' "$work/out.json")"
+# --max-examples: a seeded subset of the 171 training examples, the same 9 validation examples; more than there
+# are is refused with the count
+"$bin" sft --run-dir "$work/sub" --data "$work/sft.jsonl" --steps 2 "${args[@]}" --max-examples 50 > "$work/sub.log" 2>&1 \
+  && grep -q "sft data: 50 train + 9 validation examples" "$work/sub.log" \
+  && grep -q "max-examples 50 of 171 training examples" "$work/sub.log" \
+  && ok "--max-examples 50: 50 of 171 trained, validation unchanged" || bad "--max-examples: $(grep 'sft data' "$work/sub.log")"
+"$bin" sft --run-dir "$work/sub2" --data "$work/sft.jsonl" --steps 2 "${args[@]}" --max-examples 500 > "$work/sub2.log" 2>&1
+rc=$?
+[ $rc = 1 ] && grep -q "only 171 training examples" "$work/sub2.log" && ok "--max-examples 500 refused (exit 1)" \
+  || bad "--max-examples 500: rc $rc $(tail -2 "$work/sub2.log")"
 grep -q "packing: .* filled" "$work/out.json" && ok "packing reported" || bad "no packing line"
 grep -aqF '[INST] {system}{content} [/INST]' "$work/run/ckpt/step_00000040/model.h5" && ok "template stored in the checkpoint" || bad "no chat_template attribute in model.h5"
 # generate --chat prompts through the stored template: the same record as naming it, another with another template

@@ -264,3 +264,21 @@ TEST(SftPacking, SampleIsAPureFunctionOfSeedAndIndex) {
   const SftPackedStream d(numbered(50, 20), pc, "d");
   EXPECT_EQ(d.rows(0), 50);
 }
+
+// sft --max-examples: the kept indices were computed independently in Python (splitmix64 written out from its
+// published constants, keys sorted), and every smaller size must be a subset of a larger one under one seed.
+TEST(SftSubset, SeededNestedAndMachineIndependent) {
+  EXPECT_EQ(sft_subset(12, 3, 1234), (std::vector<size_t>{1, 3, 11}));
+  EXPECT_EQ(sft_subset(12, 6, 1234), (std::vector<size_t>{1, 3, 4, 6, 10, 11}));
+  EXPECT_EQ(sft_subset(12, 3, 7), (std::vector<size_t>{0, 3, 9}));
+  EXPECT_EQ(sft_subset(12, 6, 7), (std::vector<size_t>{0, 1, 2, 3, 4, 9}));
+  EXPECT_EQ(sft_subset(4, 9, 7), (std::vector<size_t>{0, 1, 2, 3}));
+  const std::vector<size_t> small = sft_subset(5000, 1000, 99), large = sft_subset(5000, 2500, 99);
+  ASSERT_EQ(small.size(), 1000u);
+  EXPECT_TRUE(std::is_sorted(large.begin(), large.end()));
+  EXPECT_TRUE(std::includes(large.begin(), large.end(), small.begin(), small.end()));
+  // A uniform draw: about half of the kept examples come from the file's first half (binomial sd ~16 of 1000;
+  // 5 sd either side).
+  const auto first_half = std::count_if(small.begin(), small.end(), [](size_t i) { return i < 2500; });
+  EXPECT_NEAR(static_cast<double>(first_half), 500.0, 80.0);
+}

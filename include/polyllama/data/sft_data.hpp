@@ -28,12 +28,20 @@ struct SftRecords {
 // Appends the conversations of `path` to `out` (records that do not end in an answer are invalid: there is
 // nothing to learn from them).
 void read_sft_file(const std::string& path, const ChatTemplate& tpl, bool skip_invalid, SftRecords& out);
+// The same for a file's bytes already in memory (`path` names it in messages; the fuzz target's entry point).
+void read_sft_text(const std::string& data, const std::string& path, const ChatTemplate& tpl, bool skip_invalid,
+                   SftRecords& out);
 
 // One record of any shape above as a conversation: "" when valid, else what is wrong (the caller adds FILE:LINE).
 // need_final_answer = false is `generate`'s reading: an Alpaca record's output is optional and a conversation
 // may end in a user turn (the prompt to continue).
 std::string conversation_from_record(const nlohmann::json& record, const ChatTemplate& tpl, bool need_final_answer,
                                      Conversation* out);
+
+// The indices of the `keep` of `n` training examples an SFT size keeps (`sft --max-examples`), ascending: those
+// whose counter-based key under `seed` is smallest. A subset is therefore a prefix of every larger one under the
+// same seed (1K of a file inside its 5K), whatever the machine or standard library. keep >= n keeps all.
+std::vector<size_t> sft_subset(size_t n, size_t keep, uint64_t seed);
 
 // One tokenized conversation: ids[j] is trained (a label) when train[j] != 0.
 struct SftExample {

@@ -38,6 +38,7 @@ struct SftDataConfig {
   int64_t seq_len = 256;
   uint64_t seed = 1234;
   int64_t val_every = 20;  // every Nth example is held out for validation (0: none)
+  int64_t max_examples = 0;  // train on this many of the training examples, sft_subset under seed (0: all)
   int open_bins = 64;      // packing: rows kept open for first fit (1: next fit)
   bool pack = true;        // false: one example per row, padded
   int threads = 2;         // tokenization
