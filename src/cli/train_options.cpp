@@ -3,6 +3,9 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -53,6 +56,17 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "stops with exit 2, saving nothing, ckpt/latest the last good checkpoint")
       ->capture_default_str();
   cmd->add_option("--seed", t.seed, "data-order seed")->capture_default_str();
+  cmd->add_option("--exit-before", o.exit_before_min,
+                  "save a checkpoint and exit 3 (RUN/status.json: stopped) this many minutes before the job's end, "
+                  "as soon as one more step and a save (the longest seen so far) might not fit; a requeued job resumes "
+                  "it. The end comes from --job-end, else SLURM_JOB_END_TIME (Slurm 23.02 and later set it; under older Slurm "
+                  "pass --job-end $(date -d $(squeue -h -j $SLURM_JOB_ID -o %e) +%s)); 0: off")
+      ->capture_default_str()
+      ->group("Job limits");
+  cmd->add_option("--job-end", o.job_end,
+                  "the job's end in seconds since the epoch, for --exit-before (overrides SLURM_JOB_END_TIME; under PBS, "
+                  "which sets no such variable, pass the job's start + walltime)")
+      ->group("Job limits");
   cmd->add_option("--lr", op.lr, "peak learning rate")->capture_default_str()->group("Optimizer");
   cmd->add_option("--min-lr", op.min_lr, "learning rate at the end of cosine decay")
       ->capture_default_str()
@@ -143,6 +157,66 @@ void clear_run_dir(const std::string& run_dir, const std::string& keep_dir) {
     }
   }
   MPI_Barrier(MPI_COMM_WORLD);
+}
+
+namespace {
+std::string utc_time(double epoch) {
+  const auto t = static_cast<std::time_t>(epoch);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+}  // namespace
+
+double resolve_job_end(const TrainOptions& o) {
+  if (!std::isfinite(o.exit_before_min) || o.exit_before_min < 0)
+    fail_input(fmt("--exit-before %g: expected minutes >= 0", o.exit_before_min));
+  if (!std::isfinite(o.job_end) || o.job_end < 0)
+    fail_input(fmt("--job-end %g: expected the job's end in seconds since the epoch (date +%%s)", o.job_end));
+  if (o.exit_before_min == 0) return 0;  // the same on every rank: the command line is
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  double end = 0;
+  std::string why;  // non-empty: every rank fails with it
+  if (world_rank == 0) {
+    std::string source = "--job-end";
+    end = o.job_end;
+    const char* slurm = std::getenv("SLURM_JOB_END_TIME");
+    if (end == 0 && slurm && *slurm) {
+      const std::string v = slurm;
+      if (v.find_first_not_of("0123456789") != std::string::npos)
+        why = "SLURM_JOB_END_TIME=" + v + ": expected the job's end in seconds since the epoch; pass --job-end to "
+              "override it";
+      else
+        end = std::stod(v), source = "SLURM_JOB_END_TIME";
+    }
+    const auto now = static_cast<double>(std::time(nullptr));
+    if (why.empty()) {
+      if (end == 0) {
+        log_warn(std::string("--exit-before ") + fmt("%g", o.exit_before_min) +
+                 ": the job's end is unknown, so it is not used (no --job-end, no SLURM_JOB_END_TIME" +
+                 (std::getenv("PBS_JOBID") ? "; PBS exports no end time: pass --job-end START+WALLTIME"
+                                           : "") +
+                 ")");
+      } else if (end - o.exit_before_min * 60 <= now) {
+        why = fmt("--exit-before %g minutes: the job ends at %s (%s), in %.0f s, so no step would fit; lower "
+                  "--exit-before or ask the scheduler for more time",
+                  o.exit_before_min, utc_time(end).c_str(), source.c_str(), end - now);
+      } else {
+        log_info(fmt("--exit-before %g minutes: the job ends at %s (%s), in %.0f s", o.exit_before_min,
+                     utc_time(end).c_str(), source.c_str(), end - now));
+      }
+    }
+  }
+  int len = static_cast<int>(why.size());
+  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  why.resize(static_cast<size_t>(len));
+  MPI_Bcast(why.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (!why.empty()) fail_input(why);
+  MPI_Bcast(&end, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  return end;
 }
 
 StartPoint find_start(const TrainOptions& o, const char* verb) {
@@ -239,7 +313,10 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
                static_cast<long long>(cfg.num_key_value_heads), static_cast<long long>(cfg.vocab_size),
                model.parameter_bytes() >> 20, model.activation_bytes() >> 20, where.c_str()));
   if (o.overwrite) clear_run_dir(o.train.run_dir, start.dir);
-  Trainer trainer(o.train, o.optim, model, train, val, start.meta);
+  TrainConfig tc = o.train;
+  tc.exit_before_s = o.exit_before_min * 60;
+  tc.job_end = resolve_job_end(o);
+  Trainer trainer(tc, o.optim, model, train, val, start.meta);
   if (start.resuming) trainer.resume_from(start.dir);  // --init-from takes weights only: a new run starts at step 0
   install_stop_signal_handlers();
   const TrainResult r = trainer.run();
@@ -254,10 +331,17 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
                                             {"val_loss", r.last_val_loss},
                                             {"tokens_per_s", r.tokens_per_s},
                                             {"skipped_steps", r.skipped_steps},
-                                            {"stopped_by_signal", r.stopped_by_signal}}
+                                            {"stopped_by_signal", r.stopped_by_signal},
+                                            {"stopped_for_walltime", r.stopped_for_walltime}}
                                  .dump());
   if (world_rank == 0) {
-    if (r.stopped_by_signal) {
+    if (r.stopped_for_walltime) {
+      end_active_run(RunState::stopped,
+                     fmt("walltime: the job ends at %s and --exit-before is %g minutes; saved a checkpoint at step %lld "
+                         "and stopped (exit 3); rerun the same command (requeue the job) to resume",
+                         utc_time(tc.job_end).c_str(), o.exit_before_min,
+                         static_cast<long long>(trainer.state().step)));
+    } else if (r.stopped_by_signal) {
       const std::string sig = stop_signal_name();
       end_active_run(RunState::stopped,
                      (sig.empty() ? std::string("a signal to another rank") : sig) +
@@ -267,7 +351,7 @@ int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& mod
       end_active_run(RunState::done, fmt("trained to step %lld", static_cast<long long>(trainer.state().step)));
     }
   }
-  return r.stopped_by_signal ? static_cast<int>(kExitSignal) : 0;
+  return r.stopped_by_signal || r.stopped_for_walltime ? static_cast<int>(kExitSignal) : 0;
 }
 
 }  // namespace polyllama::cli

@@ -31,6 +31,8 @@ struct TrainOptions {
   int64_t recompute_layers = -1;  // with recompute: the first N layers only (-1: all)
   std::string attention = "own";  // cuda: own (the backend's flash kernels) or cudnn (cuDNN fused attention)
   int tp = 1;                  // tensor-parallel ranks; dp = launched ranks / tp
+  double exit_before_min = 0;  // --exit-before: save and exit 3 this many minutes before the job's end (0: off)
+  double job_end = 0;          // --job-end: the job's end in epoch seconds (0: SLURM_JOB_END_TIME, when set)
 };
 
 // --run-dir, --init-from, --no-resume, the schedule, batch and optimizer flags, --threads, --device, --json.
@@ -71,6 +73,10 @@ struct LoadedModel {
   std::unique_ptr<LlamaModel> model;
 };
 LoadedModel load_model(const TrainOptions& o, const StartPoint& start);
+
+// The job's end for --exit-before: --job-end, else SLURM_JOB_END_TIME, else 0 (unknown: a warning when
+// --exit-before was given). World rank 0 decides and broadcasts; exit 1 when the end is already within the margin.
+double resolve_job_end(const TrainOptions& o);
 
 // Trains and prints the summary; returns the exit code (kExitSignal when stopped by a signal).
 int run_training(const TrainOptions& o, const StartPoint& start, LlamaModel& model, const SampleStream& train,

@@ -2,6 +2,7 @@
 #include "polyllama/core/atomic_file.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -21,6 +22,11 @@ namespace {
 
 volatile std::sig_atomic_t g_stop = 0;  // the signal's number
 void on_signal(int sig) { g_stop = sig; }
+
+// Wall-clock time against the job's end (now_seconds() is a steady clock, for durations only).
+double epoch_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 const ParallelContext& context_of(const LlamaModel& m, std::unique_ptr<ParallelContext>& own) {
   if (m.parallel()) return *m.parallel();
@@ -55,6 +61,9 @@ void TrainConfig::validate() const {
   if (log_interval <= 0) bad("log_interval must be positive");
   if (eval_interval < 0 || save_interval < 0 || eval_batches < 0 || keep_last < 0) bad("intervals must be >= 0");
   if (max_bad_steps < 1) bad("max_bad_steps (--max-bad-steps) must be at least 1, got " + std::to_string(max_bad_steps));
+  if (!std::isfinite(job_end) || job_end < 0) bad(fmt("job_end (--job-end) must be epoch seconds >= 0, got %g", job_end));
+  if (!std::isfinite(exit_before_s) || exit_before_s < 0)
+    bad(fmt("exit_before (--exit-before) must be a finite number of minutes >= 0, got %g", exit_before_s / 60));
 }
 
 std::vector<NamedTensor> optimizer_tensors(const ZeroAdamW& opt) {
@@ -78,6 +87,8 @@ Trainer::Trainer(const TrainConfig& cfg, const OptimConfig& ocfg, LlamaModel& mo
                " must be a multiple of micro_batch * dp = " + std::to_string(cfg_.micro_batch) + " * " +
                std::to_string(dp));
   accum_ = cfg_.accum_steps(dp);
+  walltime_.job_end = cfg_.job_end;
+  walltime_.margin_s = cfg_.exit_before_s;
   log_info(fmt("optimizer state: %.1f MiB per rank (AdamW moments%s)", static_cast<double>(opt_.state_bytes()) / (1 << 20),
                dp > 1 ? fmt(", ZeRO-1: this rank's 1/%d of the rows", dp).c_str() : ""));
   for (const SampleStream* s : {&train, val})
@@ -153,12 +164,14 @@ std::string Trainer::save() {
   CheckpointMeta meta = meta_;
   meta.trainer_json = j.dump();
   HostMirror weights(model_.backend(), model_tensors(model_)), optim(model_.backend(), optimizer_tensors(opt_));
+  const double t0 = now_seconds();
   weights.pull();
   optim.pull();
   const std::string dir =
       save_checkpoint(cfg_.run_dir + "/ckpt", st_.step, weights.host, optim.host, meta, par_.world_comm());
   if (par_.rank() == 0) prune_checkpoints(cfg_.run_dir + "/ckpt", cfg_.keep_last);
   par_.world().barrier();
+  walltime_.record_save(now_seconds() - t0);
   log_info("saved checkpoint " + dir);
   return dir;
 }
@@ -212,13 +225,26 @@ TrainResult Trainer::run() {
 
   int64_t bad_in_row = 0, first_bad = 0, skipped_since = 0;
   bool save_due = false;  // a periodic save that fell on a skipped step waits for the next good one
+  int64_t saved_step = -1;  // a stop right after a periodic save need not save the same step again
   while (st_.step < cfg_.steps) {
-    double stop = stop_requested() ? 1 : 0;  // every rank stops at the same step
-    par_.world().all_reduce(&stop, 1, DType::f64, ReduceOp::max);
-    if (stop > 0) {
+    // Every rank stops at the same step: a signal to any rank stops all; world rank 0's clock alone decides
+    // --exit-before, since the ranks' clocks and timings differ.
+    double stop[2] = {stop_requested() ? 1.0 : 0.0, writer && walltime_.should_stop(epoch_seconds()) ? 1.0 : 0.0};
+    par_.world().all_reduce(stop, 2, DType::f64, ReduceOp::max);
+    if (stop[0] > 0) {
       res.stopped_by_signal = true;
       break;
     }
+    if (stop[1] > 0) {
+      res.stopped_for_walltime = true;
+      if (writer)
+        log_info(fmt("step %lld: the job ends in %.0f s; with --exit-before %.1f minutes, one more step (up to %.1f s) "
+                     "and a save (up to %.1f s) would not fit, so the run saves and stops",
+                     static_cast<long long>(st_.step), walltime_.job_end - epoch_seconds(), walltime_.margin_s / 60,
+                     walltime_.max_step_s, walltime_.save_estimate()));
+      break;
+    }
+    const double t_step = now_seconds();
     // Data parallel: dp rank d reads samples consumed + d * rows + [0, rows): together the dp ranks read what one
     // process would for the same global batch.
     const int64_t rows = B * accum;
@@ -295,10 +321,12 @@ TrainResult Trainer::run() {
       loss_since = 0;
     }
     if (cfg_.eval_interval > 0 && st_.step % cfg_.eval_interval == 0 && st_.step < cfg_.steps) eval_and_log();
+    walltime_.record_step(now_seconds() - t_step);
     if (cfg_.save_interval > 0 && st_.step % cfg_.save_interval == 0 && st_.step < cfg_.steps) save_due = true;
     if (save_due && st_.step < cfg_.steps) {
       if (bad_in_row == 0) {
         save();
+        saved_step = st_.step;
         save_due = false;
       } else if (writer && st_.step % cfg_.save_interval == 0) {
         log_warn(fmt("step %lld: the checkpoint waits for the next step that is not skipped",
@@ -307,8 +335,8 @@ TrainResult Trainer::run() {
     }
   }
   res.tokens_per_s = static_cast<double>(tokens_run) / std::max(1e-9, now_seconds() - t_start);
-  if (!res.stopped_by_signal) eval_and_log();
-  if (st_.step > first_step) save();  // nothing new to save when the run was already complete
+  if (!res.stopped_by_signal && !res.stopped_for_walltime) eval_and_log();
+  if (st_.step > first_step && st_.step != saved_step) save();  // nothing new to save when the run was already complete
   return res;
 }
 

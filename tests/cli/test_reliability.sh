@@ -125,4 +125,21 @@ rc=$?
   > /dev/null 2>&1 && [[ $(state "$work/lk") == done ]] && ok "the lock died with its process; resumed to done" \
   || bad "rerun after the stop: $(cat "$work/lk/status.json")"
 
+# ---- --exit-before: saved and stopped (exit 3) before the job's end; too late a start is refused ----
+cp -r "$work/init" "$work/wt"
+end=$(( $(date +%s) + 63 ))
+"$bin" pretrain --run-dir "$work/wt" "${args[@]}" --lr 1e-3 --steps 100000 --job-end "$end" --exit-before 1 \
+  > "$work/wt.log" 2>&1
+rc=$?
+now=$(date +%s)
+# Stopped with the margin (60 s) kept: the run ended at least ~55 s before the job's end, having trained and saved.
+[[ $rc -eq 3 && $(state "$work/wt") == stopped ]] && grep -q walltime "$work/wt/status.json" \
+  && (( end - now >= 55 )) && [[ $(latest "$work/wt") != step_00000000 ]] \
+  && ok "--exit-before 1: exit 3 at $(latest "$work/wt"), $((end - now)) s before the job's end" \
+  || bad "--exit-before: rc $rc, $((end - now)) s left, $(cat "$work/wt/status.json")"
+expect_fail 1 "no step would fit" -- "$bin" pretrain --run-dir "$work/wt" "${args[@]}" --steps 100000 \
+  --job-end "$(( $(date +%s) + 30 ))" --exit-before 1
+SLURM_JOB_END_TIME=soon expect_fail 1 "SLURM_JOB_END_TIME=soon: expected" -- "$bin" pretrain --run-dir "$work/wt" \
+  "${args[@]}" --steps 100000 --exit-before 1
+
 finish

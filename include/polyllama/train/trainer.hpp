@@ -14,6 +14,7 @@
 #include "polyllama/optim/optim_config.hpp"
 #include "polyllama/optim/zero_adamw.hpp"
 #include "polyllama/parallel/parallel.hpp"
+#include "polyllama/train/walltime.hpp"
 
 namespace polyllama {
 
@@ -32,6 +33,8 @@ struct TrainConfig {
   uint64_t seed = 1234;          // data order
   int64_t max_bad_steps = 5;     // steps in a row whose loss or gradient norm is not finite (each skipped, no
                                  // update) before the run stops with exit 2, without saving
+  double job_end = 0;            // the job's end, seconds since the epoch (0: unknown); see walltime.hpp
+  double exit_before_s = 0;      // save and stop this long before job_end (0: off)
   void validate() const;
   // Sequences per step and micro-batches per step on each of dp data-parallel ranks.
   int64_t global_rows(int dp = 1) const { return global_batch > 0 ? global_batch : micro_batch * dp; }
@@ -49,6 +52,7 @@ struct TrainResult {
   std::vector<double> losses;  // training loss per step of this invocation
   double last_val_loss = -1;
   bool stopped_by_signal = false;
+  bool stopped_for_walltime = false;  // --exit-before: the job's end was near (saved, like a signal's stop)
   int64_t skipped_steps = 0;   // steps of this invocation skipped for a non-finite loss or gradient norm
   double tokens_per_s = 0;
 };
@@ -67,7 +71,8 @@ class Trainer {
   // The non-finite policy: a step with a non-finite loss or gradient norm is skipped (train_step), logged and
   // counted (metrics.jsonl: "skipped": true on its line, "skipped_steps" on every line); a periodic save that falls
   // on such a step waits for the next good one; after max_bad_steps in a row it fails (exit 2) without saving, so
-  // ckpt/latest stays the last good checkpoint.
+  // ckpt/latest stays the last good checkpoint. A signal, or TrainConfig::exit_before_s before job_end (WalltimeGuard),
+  // ends the loop between steps on every rank together; the run then saves and returns.
   TrainResult run();
   // Mean loss per target token over the validation windows.
   double evaluate();
@@ -87,6 +92,7 @@ class Trainer {
   const SampleStream* val_;
   CheckpointMeta meta_;
   TrainerState st_;
+  WalltimeGuard walltime_;  // world rank 0's: its clock and timings decide for every rank
   std::vector<int32_t> inputs_, targets_, doc_start_;  // (accum * B, T): one optimizer step of rows
 };
 
