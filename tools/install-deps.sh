@@ -3,7 +3,8 @@
 # every package installs nothing. Usage: tools/install-deps.sh [--with-reference]
 #   --with-reference  also installs Debian's PyTorch (python3-torch), the independent reference that tests
 #                     regenerate their fixtures with and the CPU benchmark runs side by side, and Lmod, which
-#                     the install test loads the generated modulefile with.
+#                     the install test loads the generated modulefile with, and Slurm and munge, which
+#                     tests/cli/test_slurm.sh starts a one-node cluster of its own with.
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config
       openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
@@ -12,7 +13,7 @@ pkgs=(cmake g++ make pkg-config
       libcurl4-openssl-dev libcpp-httplib-dev
       fortunes-zh bible-kjv bible-kjv-text python3)  # the main job's texts (bible-kjv reads bible-kjv-text's
                                                        # compressed file) and its summary (jobs/pipeline.sh)
-if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy python3-venv time lmod); fi
+if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy python3-venv time lmod slurm-wlm munge); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

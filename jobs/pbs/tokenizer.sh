@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+#PBS -N pl-tokenizer
+#PBS -j oe
+# Trains the SentencePiece tokenizer on CORPUS: WORK/tokenizer.model (one rank).
+# Submitted by jobs/submit CONFIG, which sets POLYLLAMA_CONF, POLYLLAMA_JOBS and the resources; jobs/README.md.
+source "${POLYLLAMA_JOBS:?POLYLLAMA_JOBS must name the jobs/ directory (jobs/submit sets it)}/pbs/pbs.sh"
+stage_tokenizer

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+#SBATCH --job-name=pl-data
+#SBATCH --open-mode=append
+# Tokenizes CORPUS into token shards with the tokenizer: WORK/data (all ranks split the input).
+# Submitted by jobs/submit CONFIG, which sets POLYLLAMA_CONF, POLYLLAMA_JOBS and the resources; jobs/README.md.
+source "${POLYLLAMA_JOBS:?POLYLLAMA_JOBS must name the jobs/ directory (jobs/submit sets it)}/slurm/slurm.sh"
+stage_data
