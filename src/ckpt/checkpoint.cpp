@@ -223,11 +223,16 @@ std::string latest_checkpoint(const std::string& ckpt_root) {
   return dir.string();
 }
 
-void prune_checkpoints(const std::string& ckpt_root, int keep) {
+void prune_checkpoints(const std::string& ckpt_root, int keep, const std::vector<int64_t>& kept) {
   if (keep <= 0 || !fs::exists(ckpt_root)) return;
   std::string latest;
   std::ifstream(fs::path(ckpt_root) / "latest") >> latest;
-  std::vector<std::string> steps = list_step_dirs(ckpt_root);  // zero-padded names sort by step
+  std::vector<std::string> steps;  // zero-padded names sort by step
+  for (const std::string& n : list_step_dirs(ckpt_root)) {
+    bool is_kept = false;
+    for (int64_t k : kept) is_kept = is_kept || n == step_name(k);
+    if (!is_kept) steps.push_back(n);
+  }
   auto count = static_cast<int64_t>(steps.size());
   for (const std::string& n : steps) {
     if (count <= keep) break;

@@ -32,7 +32,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   TrainConfig& t = o.train;
   OptimConfig& op = o.optim;
   cmd->add_option("--run-dir", t.run_dir, "run directory: ckpt/, metrics.jsonl")->required();
-  cmd->add_option("--init-from", o.init_from, "checkpoint step directory to start from when RUN has none");
+  cmd->add_option("--init-from", o.init_from, "checkpoint to start from when RUN has none: a step directory, or a run directory (its ckpt/latest)");
   cmd->add_flag("--no-resume", o.no_resume, "refuse to continue an existing run directory");
   cmd->add_flag("--overwrite", o.overwrite,
                 "with --init-from: start RUN over from it even though RUN holds checkpoints (refused otherwise); "
@@ -51,6 +51,11 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--save-interval", t.save_interval, "steps between checkpoints (0: at the end)");
   cmd->add_option("--keep-last", t.keep_last,
                   "checkpoints to keep (0: all); the one ckpt/latest names, the newest known good, is never deleted");
+  cmd->add_option("--save-at", t.save_at,
+                  "steps that are saved besides --save-interval's and never deleted by --keep-last, e.g. the "
+                  "pretraining budgets a study reads as checkpoints of one run (jobs/study)")
+      ->delimiter(',')
+      ->expected(1, -1);
   cmd->add_option("--max-bad-steps", t.max_bad_steps,
                   "steps in a row with a non-finite loss or gradient norm (each is skipped: no update) before the run "
                   "stops with exit 2, saving nothing, ckpt/latest the last good checkpoint")
@@ -258,7 +263,7 @@ StartPoint find_start(const TrainOptions& o, const char* verb) {
                (o.init_from.empty() ? "" : "--init-from " + o.init_from + " would start a new run over them; ") +
                "choose a new --run-dir, or repair a checkpoint there");
   } else if (!o.init_from.empty()) {
-    s.dir = o.init_from;
+    s.dir = resolve_step_dir(o.init_from, "--init-from");  // a step directory, or a run's ckpt/latest
   } else {
     fail_input(run + " has no checkpoint: run `polyllama init --run-dir " + run +
                "` first, or pass --init-from STEP_DIR");

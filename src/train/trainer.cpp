@@ -60,6 +60,9 @@ void TrainConfig::validate() const {
         std::to_string(micro_batch));
   if (log_interval <= 0) bad("log_interval must be positive");
   if (eval_interval < 0 || save_interval < 0 || eval_batches < 0 || keep_last < 0) bad("intervals must be >= 0");
+  for (int64_t s : save_at)
+    if (s <= 0 || s > steps)
+      bad("--save-at step " + std::to_string(s) + " is outside the run's steps 1.." + std::to_string(steps));
   if (max_bad_steps < 1) bad("max_bad_steps (--max-bad-steps) must be at least 1, got " + std::to_string(max_bad_steps));
   if (!std::isfinite(job_end) || job_end < 0) bad(fmt("job_end (--job-end) must be epoch seconds >= 0, got %g", job_end));
   if (!std::isfinite(exit_before_s) || exit_before_s < 0)
@@ -169,7 +172,7 @@ std::string Trainer::save() {
   optim.pull();
   const std::string dir =
       save_checkpoint(cfg_.run_dir + "/ckpt", st_.step, weights.host, optim.host, meta, par_.world_comm());
-  if (par_.rank() == 0) prune_checkpoints(cfg_.run_dir + "/ckpt", cfg_.keep_last);
+  if (par_.rank() == 0) prune_checkpoints(cfg_.run_dir + "/ckpt", cfg_.keep_last, cfg_.save_at);
   par_.world().barrier();
   walltime_.record_save(now_seconds() - t0);
   log_info("saved checkpoint " + dir);
@@ -323,12 +326,14 @@ TrainResult Trainer::run() {
     if (cfg_.eval_interval > 0 && st_.step % cfg_.eval_interval == 0 && st_.step < cfg_.steps) eval_and_log();
     walltime_.record_step(now_seconds() - t_step);
     if (cfg_.save_interval > 0 && st_.step % cfg_.save_interval == 0 && st_.step < cfg_.steps) save_due = true;
+    const bool save_at_step = std::find(cfg_.save_at.begin(), cfg_.save_at.end(), st_.step) != cfg_.save_at.end();
+    if (save_at_step) save_due = true;
     if (save_due && st_.step < cfg_.steps) {
       if (bad_in_row == 0) {
         save();
         saved_step = st_.step;
         save_due = false;
-      } else if (writer && st_.step % cfg_.save_interval == 0) {
+      } else if (writer && (save_at_step || (cfg_.save_interval > 0 && st_.step % cfg_.save_interval == 0))) {
         log_warn(fmt("step %lld: the checkpoint waits for the next step that is not skipped",
                      static_cast<long long>(st_.step)));
       }

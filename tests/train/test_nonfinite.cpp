@@ -163,6 +163,17 @@ TEST(NonFinite, PruningKeepsTheCheckpointLatestNames) {
   EXPECT_FALSE(fs::exists(root + "/step_00000002.tmp"));
 }
 
+TEST(NonFinite, PruningNeverDeletesTheSaveAtSteps) {
+  // pretrain --save-at 2,3 --keep-last 1: steps 2 and 3 stay and do not count; of the others only the newest
+  // (and the one latest names) stay.
+  const std::string root = test::temp_dir("nonfinite_prune_kept");
+  for (const char* n : {"step_00000001", "step_00000002", "step_00000003", "step_00000004", "step_00000005"})
+    fs::create_directories(root + "/" + n);
+  test::spit(root + "/latest", "step_00000005\n");
+  prune_checkpoints(root, 1, {2, 3});
+  EXPECT_EQ(list_step_dirs(root), (std::vector<std::string>{"step_00000002", "step_00000003", "step_00000005"}));
+}
+
 TEST(NonFinite, TrainingRefusesToLoadNonFiniteWeights) {
   // A model.h5 with an infinite embedding row, written past save_checkpoint's check (which would refuse it).
   const std::string path = test::temp_dir("nonfinite_load") + "/model.h5";

@@ -68,8 +68,9 @@ std::string latest_checkpoint(const std::string& ckpt_root);
 std::string resolve_step_dir(const std::string& path, const std::string& what = "");
 // Keeps the newest `keep` complete step directories (0 keeps all), and never deletes the one `latest` names: the
 // newest checkpoint known good (a save refuses non-finite tensors and training moves `latest` only after a good
-// step), even when newer step directories exist.
-void prune_checkpoints(const std::string& ckpt_root, int keep);
+// step), even when newer step directories exist. The steps in `kept` (pretrain --save-at: the budgets a study
+// reads as checkpoints of one run) are never deleted and do not count toward `keep`.
+void prune_checkpoints(const std::string& ckpt_root, int keep, const std::vector<int64_t>& kept = {});
 
 // The index of the first tensor holding a NaN or an infinity in any rank's block, -1 when every value is finite.
 // Collective over `comm`: each rank checks its own blocks and the ranks agree on the lowest index, so every rank

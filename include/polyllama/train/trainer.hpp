@@ -30,6 +30,7 @@ struct TrainConfig {
   int64_t eval_batches = 16;     // micro-batches of validation windows per evaluation (0 = all)
   int64_t save_interval = 0;     // 0: only at the end
   int keep_last = 0;             // checkpoints to keep (0 = all)
+  std::vector<int64_t> save_at;  // steps saved besides the interval ones and never pruned (a study's budgets)
   uint64_t seed = 1234;          // data order
   int64_t max_bad_steps = 5;     // steps in a row whose loss or gradient norm is not finite (each skipped, no
                                  // update) before the run stops with exit 2, without saving
