@@ -69,10 +69,18 @@ std::string script_names_list() {
 }
 
 char32_t next_code_point(std::string_view s, size_t* pos) {
+  char32_t cp = 0;
+  return decode_code_point(s, pos, &cp) ? cp : 0xFFFD;
+}
+
+bool decode_code_point(std::string_view s, size_t* pos, char32_t* out) {
   const auto byte = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
   const uint8_t b0 = byte(*pos);
   ++*pos;
-  if (b0 < 0x80) return b0;
+  if (b0 < 0x80) {
+    *out = b0;
+    return true;
+  }
   // Unicode's table 3-7 of well-formed sequences: the lead byte fixes the length and the second byte's range.
   int more = 0;
   uint8_t lo = 0x80, hi = 0xBF;
@@ -88,17 +96,18 @@ char32_t next_code_point(std::string_view s, size_t* pos) {
     if (b0 == 0xF0) lo = 0x90;  // overlong
     if (b0 == 0xF4) hi = 0x8F;  // above U+10FFFF
   } else {
-    return 0xFFFD;  // a continuation byte without a lead, C0, C1, F5..FF
+    return false;  // a continuation byte without a lead, C0, C1, F5..FF
   }
   for (int k = 0; k < more; ++k) {
-    if (*pos >= s.size()) return 0xFFFD;
+    if (*pos >= s.size()) return false;
     const uint8_t b = byte(*pos);
-    if (b < lo || b > hi) return 0xFFFD;  // this byte starts the next sequence
+    if (b < lo || b > hi) return false;  // this byte starts the next sequence
     cp = (cp << 6) | (b & 0x3Fu);
     ++*pos;
     lo = 0x80, hi = 0xBF;
   }
-  return cp;
+  *out = cp;
+  return true;
 }
 
 std::u32string decode_utf8(std::string_view s) {

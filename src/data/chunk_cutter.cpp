@@ -2,8 +2,10 @@
 
 #include <cstdlib>
 #include <optional>
+#include <stdexcept>
 
 #include "polyllama/core/error.hpp"
+#include "polyllama/core/unicode_script.hpp"
 #include "polyllama/tokenizer/sp_model.hpp"
 
 namespace polyllama {
@@ -13,28 +15,16 @@ namespace {
 constexpr uint32_t kInvalid = 0xFFFFFFFFu;
 constexpr uint32_t kSpaceMark = 0x2581;  // SentencePiece's escaped space, "▁"
 
-// The code point at s[i] and its length; kInvalid (length 1) for a byte that does not start a complete, valid,
-// shortest-form UTF-8 character (the cases SentencePiece's normaliser replaces by U+FFFD, or a character cut off
-// at the end of the buffer, which a later scan sees whole).
+// The code point at s[i] and its length; kInvalid for bytes that do not start a complete, well-formed UTF-8
+// character (what SentencePiece's normaliser replaces by U+FFFD, or a character cut off at the end of the buffer,
+// which a later scan sees whole) and for a literal U+FFFD, which text and replaced bytes share: no cut next to
+// either.
 uint32_t decode(std::string_view s, size_t i, size_t& len) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const unsigned char c = b(0);
-  len = 1;
-  if (c < 0x80) return c;
-  size_t n;
-  uint32_t cp, min;
-  if ((c & 0xE0) == 0xC0) n = 2, cp = c & 0x1Fu, min = 0x80;
-  else if ((c & 0xF0) == 0xE0) n = 3, cp = c & 0x0Fu, min = 0x800;
-  else if ((c & 0xF8) == 0xF0) n = 4, cp = c & 0x07u, min = 0x10000;
-  else return kInvalid;
-  if (i + n > s.size()) return kInvalid;
-  for (size_t k = 1; k < n; ++k) {
-    if ((b(k) & 0xC0) != 0x80) return kInvalid;
-    cp = (cp << 6) | (b(k) & 0x3Fu);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return kInvalid;
-  len = n;
-  return cp;
+  size_t pos = i;
+  char32_t cp = 0;
+  const bool ok = unicode::decode_code_point(s, &pos, &cp);
+  len = pos - i;
+  return ok && cp != 0xFFFD ? static_cast<uint32_t>(cp) : kInvalid;
 }
 
 uint64_t pair_key(uint32_t x, uint32_t y) { return (uint64_t{x} << 32) | y; }
@@ -59,43 +49,14 @@ std::unique_ptr<ChunkCutter> ChunkCutter::create(const std::string& model_bytes,
     return fail("remove_extra_whitespaces is on (a chunk's leading and trailing spaces would be dropped)");
   // The normaliser must work character by character: no precompiled charsmap (NFKC and the like rewrite
   // sequences) and spaces escaped as U+2581 (which the pieces below are written in).
-  bool escape = true, charsmap = false;
-  {
-    // NormalizerSpec, read by hand (the wire reader is private to the tokenizer area): precompiled_charsmap
-    // = 2 (bytes), escape_whitespaces = 5 (bool).
-    const std::string_view ns = sp->message(3);
-    size_t i = 0;
-    auto varint = [&](uint64_t& v) {
-      v = 0;
-      for (int shift = 0; i < ns.size() && shift < 64; shift += 7) {
-        const auto byte = static_cast<unsigned char>(ns[i++]);
-        v |= uint64_t{byte & 0x7Fu} << shift;
-        if (!(byte & 0x80)) return true;
-      }
-      return false;
-    };
-    while (i < ns.size()) {
-      uint64_t key = 0, v = 0;
-      if (!varint(key)) return fail("cannot parse the normalizer spec");
-      const uint64_t field = key >> 3, wire = key & 7;
-      if (wire == 0) {
-        if (!varint(v)) return fail("cannot parse the normalizer spec");
-        if (field == 5) escape = v != 0;
-      } else if (wire == 2) {
-        if (!varint(v) || v > ns.size() - i) return fail("cannot parse the normalizer spec");
-        if (field == 2 && v > 0) charsmap = true;
-        i += static_cast<size_t>(v);
-      } else if (wire == 5) {
-        i += 4;
-      } else if (wire == 1) {
-        i += 8;
-      } else {
-        return fail("cannot parse the normalizer spec");
-      }
-    }
+  SpModel::NormalizerInfo norm;
+  try {
+    norm = sp->normalizer_info();
+  } catch (const std::runtime_error& e) {
+    return fail(std::string("cannot parse the normalizer spec: ") + e.what());
   }
-  if (charsmap) return fail("the normalizer is not identity (it has a precompiled charsmap)");
-  if (!escape) return fail("escape_whitespaces is off");
+  if (norm.has_charsmap) return fail("the normalizer is not identity (it has a precompiled charsmap)");
+  if (!norm.escape_whitespaces) return fail("escape_whitespaces is off");
 
   std::unique_ptr<ChunkCutter> c(new ChunkCutter());
   c->ascii_single_.assign(128, 0);

@@ -330,20 +330,11 @@ bool DocumentReader::next_document(std::string& text, int64_t& file, bool one_pi
       }
     } else if (opts_.blank_line_docs) {
       text.clear();
-      bool have = false;
-      while (next_line(line)) {
-        if (is_blank(line)) {
-          if (have) break;
-          continue;
-        }
-        text.append(line);
-        text.push_back('\n');
-        have = true;
-      }
-      if (!have) {
+      if (!start_paragraph(text)) {
         open_next_piece();
         continue;
       }
+      append_paragraph(text, std::string::npos);
     } else {  // the whole file is one document
       const int64_t whole_file = piece_.file;
       text.clear();
@@ -362,6 +353,27 @@ bool DocumentReader::next_document(std::string& text, int64_t& file, bool one_pi
     file = piece_.file;
     return true;
   }
+}
+
+bool DocumentReader::start_paragraph(std::string& text) {
+  std::string_view line;
+  while (next_line(line))
+    if (!is_blank(line)) {
+      text.append(line);
+      text.push_back('\n');
+      return true;
+    }
+  return false;
+}
+
+bool DocumentReader::append_paragraph(std::string& text, size_t max_bytes) {
+  std::string_view line;
+  while (text.size() < max_bytes) {
+    if (!next_line(line) || is_blank(line)) return true;
+    text.append(line);
+    text.push_back('\n');
+  }
+  return false;
 }
 
 bool DocumentReader::next_part(std::string& text, Part& part, size_t max_bytes) {
@@ -408,34 +420,18 @@ bool DocumentReader::next_part(std::string& text, Part& part, size_t max_bytes) 
       part.last = false;
       return true;
     }
-    std::string_view line;  // --blank-line-docs: lines up to a blank line, in parts of whole lines
-    text.clear();
+    text.clear();  // --blank-line-docs: lines up to a blank line, in parts of whole lines
     part.first = !in_doc_;
     if (!in_doc_) {
-      bool have = false;
-      while (!have && next_line(line))
-        if (!is_blank(line)) {
-          text.append(line);
-          text.push_back('\n');
-          have = true;
-        }
-      if (!have) {
+      if (!start_paragraph(text)) {
         open_next_piece();
         continue;
       }
       ++c.documents;
       in_doc_ = true;
     }
-    part.last = false;
-    while (text.size() < max_bytes) {
-      if (!next_line(line) || is_blank(line)) {
-        part.last = true;
-        in_doc_ = false;
-        break;
-      }
-      text.append(line);
-      text.push_back('\n');
-    }
+    part.last = append_paragraph(text, max_bytes);
+    if (part.last) in_doc_ = false;
     return true;
   }
 }

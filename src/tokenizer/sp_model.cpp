@@ -194,6 +194,16 @@ std::map<std::string, std::string> SpModel::segmentation_flags() const {
   return flags;
 }
 
+SpModel::NormalizerInfo SpModel::normalizer_info() const {
+  NormalizerInfo info;
+  for (wire::Reader r(message(3)); !r.done();) {
+    const wire::Field f = r.next();
+    if (f.number == 2 && f.wire == wire::kLengthDelimited) info.has_charsmap = !f.payload.empty();
+    if (f.number == 5) info.escape_whitespaces = f.varint != 0;
+  }
+  return info;
+}
+
 bool bpe_can_form(std::string_view p, const std::function<bool(std::string_view)>& is_piece) {
   auto available = [&](std::string_view s) {
     const auto c = static_cast<unsigned char>(s[0]);

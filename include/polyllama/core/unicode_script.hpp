@@ -69,6 +69,9 @@ std::string script_names_list();
 // advances by its maximal well-formed prefix (at least one byte), as Unicode's "substitution of maximal subparts"
 // and the WHATWG decoder do, so `\xE4\xB8` followed by "a" decodes to U+FFFD, 'a'. *pos must be < s.size().
 char32_t next_code_point(std::string_view s, size_t* pos);
+// The same step, telling an ill-formed sequence (false; *cp untouched) from a literal U+FFFD in the text (true),
+// which next_code_point cannot: the data area's chunk cutter must not cut next to either.
+bool decode_code_point(std::string_view s, size_t* pos, char32_t* cp);
 // The whole string decoded by next_code_point.
 std::u32string decode_utf8(std::string_view s);
 // UTF-8 bytes of a code point (U+FFFD for surrogates and values above U+10FFFF).

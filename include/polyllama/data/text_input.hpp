@@ -95,6 +95,10 @@ class DocumentReader {
  private:
   bool open_next_piece();
   bool next_line(std::string_view& line);  // false at the piece's end
+  // --blank-line-docs: skips blank lines and appends the first line of the next document to text (false when
+  // the piece ends first); then appends its lines while text is under max_bytes (true when the document ended).
+  bool start_paragraph(std::string& text);
+  bool append_paragraph(std::string& text, size_t max_bytes);
   int64_t line_number();                   // 1-based number of the line last returned (lazy for mid-file starts)
   void invalid(const std::string& why);
   bool next_document(std::string& text, int64_t& file, bool one_piece);  // one_piece: false at the piece's end

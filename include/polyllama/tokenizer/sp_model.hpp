@@ -51,6 +51,14 @@ struct SpModel {
   // character_coverage, byte_fallback, split_*, whitespace and normalizer settings, special ids), with the
   // proto's defaults for fields the file leaves out: train a new model "with the base's own settings".
   std::map<std::string, std::string> segmentation_flags() const;
+  // The NormalizerSpec facts segmentation_flags does not carry (they are not trainer flags): whether a
+  // precompiled charsmap rewrites text (NFKC and the like; absent or empty for an identity normaliser) and
+  // whether spaces are escaped as U+2581 (the proto's default, true, when the field is absent).
+  struct NormalizerInfo {
+    bool has_charsmap = false;
+    bool escape_whitespaces = true;
+  };
+  NormalizerInfo normalizer_info() const;
   // Normalizer copy with add_dummy_prefix and remove_extra_whitespaces off: encodes a piece's text into the
   // pieces that span exactly it (no leading "▁" added, no spaces dropped).
   SpModel without_dummy_prefix() const;
