@@ -160,6 +160,18 @@ TEST(UnicodeScript, DecodeUtf8) {
   EXPECT_EQ(pos, 3u);
   EXPECT_EQ(next_code_point(s, &pos), U'!');
   EXPECT_EQ(pos, 4u);
+  // decode_code_point tells a literal U+FFFD (EF BF BD, well-formed) from ill-formed bytes, which next_code_point
+  // maps to the same U+FFFD; both advance by the same lengths.
+  const std::string t = "\xEF\xBF\xBD\xE4\xB8" "a";
+  char32_t cp = 0;
+  pos = 0;
+  EXPECT_TRUE(decode_code_point(t, &pos, &cp));
+  EXPECT_EQ(cp, 0xFFFDu);
+  EXPECT_EQ(pos, 3u);
+  EXPECT_FALSE(decode_code_point(t, &pos, &cp));
+  EXPECT_EQ(pos, 5u);  // the maximal subpart E4 B8
+  EXPECT_TRUE(decode_code_point(t, &pos, &cp));
+  EXPECT_EQ(cp, U'a');
 }
 
 TEST(UnicodeScript, EncodeUtf8) {
