@@ -11,8 +11,9 @@ pkgs=(cmake g++ make pkg-config
       libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev nlohmann-json3-dev
       libopenblas-dev libopenblas0-openmp libopenblas-openmp-dev zlib1g-dev
       libcurl4-openssl-dev libcpp-httplib-dev
-      fortunes-zh bible-kjv bible-kjv-text python3)  # the main job's texts (bible-kjv reads bible-kjv-text's
-                                                       # compressed file) and its summary (jobs/pipeline.sh)
+      fortunes-zh bible-kjv bible-kjv-text python3   # the main job's texts (bible-kjv reads bible-kjv-text's
+                                                     # compressed file) and its summary (jobs/pipeline.sh)
+      python3-matplotlib)                            # the study's plots (jobs/study, tools/study-report.py)
 if [[ "${1:-}" == "--with-reference" ]]; then pkgs+=(python3 python3-torch python3-numpy python3-venv time lmod slurm-wlm munge); fi
 
 missing=()

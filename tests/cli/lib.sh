@@ -3,7 +3,7 @@
 set -uo pipefail
 bin=${1:?usage: $0 POLYLLAMA_BINARY}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap '[[ -n ${KEEP_WORK:-} ]] || rm -rf "$work"' EXIT
 fails=0 passes=0
 ok() { echo "ok: $1"; passes=$((passes + 1)); }
 bad() { echo "FAIL: $1"; fails=$((fails + 1)); }

@@ -6,7 +6,9 @@
 #     before it ended, every stage's outputs are there; resubmitting skips every stage;
 #  2. submits it again (tokenizer and data reused, so those skip) and sends the running pretrain job
 #     `scancel --batch --signal=USR1`: the ranks save and exit 3, status.json says stopped, the job requeues
-#     itself, runs again and ends with the same model.h5, optim.h5 and metrics.jsonl as the uninterrupted run.
+#     itself, runs again and ends with the same model.h5, optim.h5 and metrics.jsonl as the uninterrupted run;
+#  3. submits a study grid (jobs/study --submit slurm: 3 budgets, 1 SFT size, 16 jobs): every job completes, one
+#     pretraining run serves all budgets, SFT starts after it, a resubmission submits only the report.
 # It stops the daemons it started by their PIDs, and skips (77) where Slurm or munge is missing or cannot start.
 # Usage: test_slurm.sh POLYLLAMA_BINARY
 source "$(dirname "$0")/lib.sh" "$@"
@@ -30,7 +32,7 @@ stop_daemons() {
     kill -9 "$p" 2>/dev/null
   done
   # SLURM_TEST_KEEP=DIR keeps the chains' logs and run states there (for a failure in CI)
-  [[ -n ${SLURM_TEST_KEEP:-} ]] && mkdir -p "$SLURM_TEST_KEEP" && cp -r "$work"/A "$work"/B "$s" "$SLURM_TEST_KEEP"/ 2>/dev/null
+  [[ -n ${SLURM_TEST_KEEP:-} ]] && mkdir -p "$SLURM_TEST_KEEP" && cp -r "$work"/A "$work"/B "$work"/S "$s" "$SLURM_TEST_KEEP"/ 2>/dev/null
   rm -rf "$work"
 }
 trap stop_daemons EXIT
@@ -198,4 +200,67 @@ for f in model.h5 optim.h5; do
 done
 cmp -s "$work/A/pretrain/metrics.jsonl" "$work/B/pretrain/metrics.jsonl" && ok "metrics.jsonl identical" \
   || bad "metrics differ: $(diff "$work/A/pretrain/metrics.jsonl" "$work/B/pretrain/metrics.jsonl" | head -4)"
+
+# --- 3. a study grid (jobs/study --submit slurm): one job per stage, each after its inputs' jobs -------------
+jobs_json() { /usr/bin/python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(*(j[k] for k in sys.argv[2:]) if sys.argv[2:] else j.values())' "$work/S/jobs.json" "$@"; }
+if /usr/bin/python3 -c 'import matplotlib, tomllib' 2>/dev/null; then
+  cat > "$work/study.toml" <<EOF
+[study]
+work = "$work/S"
+polyllama = "$bin"
+launch = "srun --mpi=pmix"
+threads = 1
+sbatch_args = "--ntasks 2 --cpus-per-task 1 --time 5"
+exit_before = 1
+[base]
+corpus = "$work/text.txt"
+vocab_size = 320
+data_args = "--blank-line-docs"
+init_args = "--preset tiny --seed 3"
+steps = 4
+pretrain_args = "--seq-len 32 --micro-batch 2 --warmup-steps 1 --lr 2e-3 --val-every 0"
+[target]
+language = "ledger"
+corpus = "$work/text.txt"
+heldout = "$work/text.txt"
+data_args = "--blank-line-docs"
+stats_args = "--blank-line-docs"
+[english]
+heldout = "$work/text.txt"
+[pretrain]
+budgets = [0, 3, 6]
+args = "--seq-len 32 --micro-batch 2 --warmup-steps 1 --lr 2e-3 --save-interval 1 --keep-last 1 --val-every 0"
+[sft]
+data = "$work/sft.jsonl"
+sizes = [8]
+steps = 2
+args = "--template plain --seq-len 96 --micro-batch 2 --val-every 0"
+[eval]
+ppl_args = "--blank-line-docs --ppl-max-docs 4 --ppl-seq 32"
+EOF
+  t0=$SECONDS
+  out=$("$root/jobs/study" "$work/study.toml" --submit slurm 2>&1) || bad "study --submit: $out"
+  read -r -a sids <<< "$(jobs_json)"
+  [[ ${#sids[@]} -eq 16 ]] && ok "study: ${#sids[@]} jobs submitted" || bad "study submitted ${#sids[@]} jobs: $out"
+  wait_chain 300 "${sids[@]}" || bad "the study's jobs did not finish"
+  failed=0
+  for id in "${sids[@]}"; do [[ $(job_field "$id" JobState) == COMPLETED ]] || failed=$((failed + 1)); done
+  ((failed == 0)) && ok "study: every job COMPLETED ($((SECONDS - t0)) s)" \
+    || bad "study: $failed jobs not completed: $(tail -n 5 "$work"/S/logs/*.log | tail -30)"
+  [[ $(grep -c ' run pretrain-orig-s1234:' "$work/S/study.log") -eq 1 && -f $work/S/report/report.md \
+     && -f $work/S/eval/orig-b3-sft8-s1234/results.json ]] \
+    && ok "study on Slurm: one pretraining run for 2 budgets, every cell evaluated, report.md written" \
+    || bad "study outputs: $(ls "$work/S" "$work/S/eval" 2>&1)"
+  sft_start=$(date -d "$(job_field "$(jobs_json sft-orig-b6-sft8-s1234)" StartTime)" +%s)
+  pt_end=$(date -d "$(job_field "$(jobs_json pretrain-orig-s1234)" EndTime)" +%s)
+  ((sft_start >= pt_end)) && ok "the SFT job of budget 6 started after the pretraining job ended" \
+    || bad "sft started at $sft_start, before pretraining ended at $pt_end"
+  out=$("$root/jobs/study" "$work/study.toml" --submit slurm 2>&1)
+  [[ $(jobs_json) =~ ^[0-9]+$ ]] && ok "resubmitted: only the report job (every other stage is done)" \
+    || bad "resubmitted: $out"
+  read -r -a sids <<< "$(jobs_json)"
+  wait_chain 60 "${sids[@]}"
+else
+  echo "no /usr/bin/python3 with matplotlib: the study part is skipped"
+fi
 finish
