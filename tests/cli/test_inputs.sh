@@ -50,15 +50,19 @@ reps=$(( (mb * 1000000 + block_bytes - 1) / block_bytes ))
 for _ in $(seq 1 "$reps"); do cat "$work/block.txt"; done > "$work/big.txt"
 big_bytes=$(stat -c %s "$work/big.txt")
 if [[ $(wc -l < "$work/big.txt") -ne 0 ]]; then bad "big.txt should have no newline"; fi
-# /usr/bin/time reports the peak RSS, bounded at 512 MiB (encoding the document whole took 14 GB before). Not
-# ulimit -v: the address space of a CUDA-linked binary and Open MPI's mappings are far above what is resident, and
-# MPI_Init fails under such a limit.
-( /usr/bin/time -f "%M" -o "$work/big.rss" \
+# /usr/bin/time reports the peak RSS, bounded at 512 MiB (encoding the document whole took 14 GB before). A CPU-only
+# binary also runs under a 1 GiB address-space limit (ulimit -v, the issue's bound); a CUDA-linked one maps about
+# 800 MB of CUDA libraries (cuBLASLt, NCCL) before main, where OpenBLAS's start-up buffers then find no room
+# (docs/reliability.md), so for it the RSS bound is the check.
+as_limit=unlimited
+ldd "$bin" 2>/dev/null | grep -q 'libcublas' || as_limit=1048576
+( ulimit -v "$as_limit"
+  /usr/bin/time -f "%M" -o "$work/big.rss" \
     "$bin" data --tokenizer "$tok" --input "$work/big.txt" --out "$work/bigds" --threads 2 --json > "$work/big.json" 2> "$work/big.log" )
 rc=$?
 rss_kb=$(tail -1 "$work/big.rss" 2>/dev/null)
 if [[ $rc -eq 0 && -n $rss_kb && $rss_kb -lt 524288 ]] && grep -q '"documents":1' "$work/big.json"; then
-  ok "$big_bytes-byte one-line document: peak RSS (under 512) $((rss_kb / 1024)) MiB"
+  ok "$big_bytes-byte one-line document: peak RSS (under 512) $((rss_kb / 1024)) MiB, address space limit $as_limit KiB"
 else
   bad "big document: rc $rc, rss ${rss_kb:-?} KiB: $(tail -3 "$work/big.log")"
 fi
