@@ -24,8 +24,9 @@ RANKS=$((NODES * RANKS_PER_NODE))
 export OMP_NUM_THREADS=$CPUS_PER_RANK
 device_args=(--threads "$CPUS_PER_RANK")
 ((GPUS_PER_NODE > 0)) && device_args+=(--device cuda)  # one GPU per rank: rank i of a node takes GPU i
-# Open MPI (mpirun) on SIGTERM forwards it to the ranks and kills them odls_base_sigkill_timeout seconds later
-# (default 1 s: too short for a save). Give the ranks as long as Slurm's KillWait / PBS's kill_delay would.
+# Open MPI (mpirun) on SIGTERM sends the ranks SIGCONT, SIGTERM odls_base_sigkill_timeout seconds later and SIGKILL as
+# long after that (default 1 s: too short for a save; measured, tests/cli/test_preempt.sh). The trap below passes
+# SIGUSR1 instead, forwarded at once; the timeout still bounds a rank that does not stop.
 export OMPI_MCA_odls_base_sigkill_timeout=${KILL_GRACE:-120}
 mkdir -p "$WORK/logs" "$WORK/.done"
 
