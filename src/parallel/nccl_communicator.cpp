@@ -2,7 +2,9 @@
 // memory. Each communicator has its own stream; calls are ordered against the backend's compute stream with
 // events (STYLE.md pitfall 3: no reliance on CUDA_DEVICE_MAX_CONNECTIONS), so the dp gradient reduction runs
 // beside the backward pass and the tp collectives of that pass do not queue behind it.
+#include <cstdio>
 #include <cstring>
+#include <memory>
 
 #include "polyllama/core/backend.hpp"
 #include "polyllama/core/error.hpp"
@@ -14,6 +16,8 @@
 #include <nccl.h>
 
 #include "polyllama/backend/cuda/cuda_backend.hpp"
+#include "polyllama/core/log.hpp"
+#include "polyllama/parallel/watchdog.hpp"
 #endif
 
 namespace polyllama {
@@ -70,10 +74,11 @@ ncclDataType_t nccl_type(DType t) {
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(const MpiCommunicator& group, CudaBackend& be)
+  NcclCommunicator(const MpiCommunicator& group, CudaBackend& be, const std::string& label)
       : mpi_(group.comm()),
         rank_(group.rank()),
         size_(group.size()),
+        device_(be.device()),
         compute_(static_cast<cudaStream_t>(be.stream_handle())) {
     PL_CUDART(cudaSetDevice(be.device()));
     ncclUniqueId id;
@@ -86,8 +91,29 @@ class NcclCommunicator final : public Communicator {
     PL_CUDART(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, hi));
     PL_CUDART(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
     PL_CUDART(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    const double timeout = nccl_timeout_from_env();
+    if (timeout > 0) {
+      char name[96];
+      std::snprintf(name, sizeof name, "%s of %d (member %d)", label.c_str(), size_, rank_);
+      watchdog_ = std::make_unique<CollectiveWatchdog>(
+          name, CollectiveWatchdog::Options{timeout, 0.05},
+          [this] {
+            ncclResult_t r = ncclSuccess;
+            if (ncclCommGetAsyncError(comm_, &r) != ncclSuccess || r == ncclSuccess || r == ncclInProgress)
+              return std::string();
+            return std::string(ncclGetErrorString(r)) + " (NCCL_DEBUG=WARN says more)";
+          },
+          [this](const std::string& msg) {
+            // Not an exception: this is the watchdog's thread, and the main thread may be stuck in a
+            // synchronisation that only the abort releases. Every rank ends (mpirun and srun see exit 2).
+            log_warn(msg + "; aborting the communicator and the job");
+            ncclCommAbort(comm_);
+            MPI_Abort(MPI_COMM_WORLD, 2);
+          });
+    }
   }
   ~NcclCommunicator() override {  // never throws: teardown errors are ignored
+    watchdog_.reset();  // before the communicator it polls goes away
     cudaStreamSynchronize(stream_);
     ncclCommDestroy(comm_);
     cudaEventDestroy(ready_);
@@ -107,6 +133,7 @@ class NcclCommunicator final : public Communicator {
     count(Collective::all_reduce, static_cast<uint64_t>(n) * dtype_size(t));
     PL_NCCL(ncclAllReduce(x, x, static_cast<size_t>(n), nccl_type(t), op == ReduceOp::sum ? ncclSum : ncclMax, comm_,
                           stream_));
+    watch("all_reduce", static_cast<uint64_t>(n) * dtype_size(t), t);
     leave();
   }
 
@@ -131,6 +158,7 @@ class NcclCommunicator final : public Communicator {
       }
       PL_NCCL(ncclGroupEnd());
     }
+    watch("reduce_scatter", static_cast<uint64_t>(total) * es, t);
     leave();
   }
 
@@ -155,6 +183,7 @@ class NcclCommunicator final : public Communicator {
       }
       PL_NCCL(ncclGroupEnd());
     }
+    watch("all_gather", static_cast<uint64_t>(total) * es, t);
     leave();
   }
 
@@ -163,6 +192,7 @@ class NcclCommunicator final : public Communicator {
     enter();
     count(Collective::broadcast, static_cast<uint64_t>(n) * dtype_size(t));
     PL_NCCL(ncclBroadcast(x, x, static_cast<size_t>(n), nccl_type(t), root, comm_, stream_));
+    watch("broadcast", static_cast<uint64_t>(n) * dtype_size(t), t);
     leave();
   }
 
@@ -204,23 +234,45 @@ class NcclCommunicator final : public Communicator {
     PL_CUDART(cudaEventRecord(done_, stream_));
     PL_CUDART(cudaStreamWaitEvent(compute_, done_, 0));
   }
+  // Hands the collective just enqueued to the watchdog: an event after it on the stream, queried from the
+  // watchdog's thread (which sets this device first: the current device is per thread).
+  void watch(const char* op, uint64_t bytes, DType t) {
+    if (!watchdog_) return;
+    cudaEvent_t ev = nullptr;
+    PL_CUDART(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    std::shared_ptr<CUevent_st> event(ev, [](cudaEvent_t e) { cudaEventDestroy(e); });
+    PL_CUDART(cudaEventRecord(ev, stream_));
+    char what[96];
+    std::snprintf(what, sizeof what, "%s of %.3f MiB %s", op, static_cast<double>(bytes) / 1048576.0, dtype_name(t));
+    const int device = device_;
+    watchdog_->issued(what, [event, device](std::string* error) {
+      cudaSetDevice(device);
+      const cudaError_t e = cudaEventQuery(event.get());
+      if (e == cudaSuccess) return CollectiveWatchdog::State::done;
+      if (e == cudaErrorNotReady) return CollectiveWatchdog::State::pending;
+      *error = std::string("CUDA error ") + cudaGetErrorString(e);
+      return CollectiveWatchdog::State::failed;
+    });
+  }
 
   MPI_Comm mpi_;  // the bootstrap group (not owned): barrier()
-  int rank_, size_;
+  int rank_, size_, device_;
   cudaStream_t compute_;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
   ncclComm_t comm_ = nullptr;
   bool overlap_ = false;
+  std::unique_ptr<CollectiveWatchdog> watchdog_;  // last member: destroyed first (the destructor also resets it)
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator& group, Backend& backend) {
+std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator& group, Backend& backend,
+                                                     const std::string& label) {
   auto* cuda = dynamic_cast<CudaBackend*>(&backend);
   if (!cuda)
     fail_input(std::string("NCCL communicators serve the cuda backend, not ") + backend.name());
-  return std::make_unique<NcclCommunicator>(group, *cuda);
+  return std::make_unique<NcclCommunicator>(group, *cuda, label);
 }
 
 #else  // built without NCCL
@@ -229,7 +281,7 @@ bool nccl_available() { return false; }
 
 std::string nccl_version() { return ""; }
 
-std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator&, Backend& backend) {
+std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator&, Backend& backend, const std::string&) {
   fail_input(std::string("more than one rank on the ") + backend.name() +
              " backend needs NCCL, and this polyllama was built without it (configure with NCCL beside the CUDA "
              "toolkit, or -DNCCL_ROOT=PREFIX holding include/nccl.h and lib/libnccl.so)");

@@ -156,8 +156,8 @@ void ParallelContext::attach(Backend& backend) {
   }
   // A group of one calls nothing (the model and optimizer skip their collectives), so it needs no NCCL: one GPU
   // trains in a build without it.
-  dev_tp_ = tp_->size() > 1 ? make_nccl_communicator(*tp_, backend) : nullptr;
-  dev_dp_ = dp_->size() > 1 ? make_nccl_communicator(*dp_, backend) : nullptr;
+  dev_tp_ = tp_->size() > 1 ? make_nccl_communicator(*tp_, backend, "tp group") : nullptr;
+  dev_dp_ = dp_->size() > 1 ? make_nccl_communicator(*dp_, backend, "dp group") : nullptr;
 }
 
 int node_local_rank(MPI_Comm world) {

@@ -148,8 +148,10 @@ int node_local_rank(MPI_Comm world);
 
 // An NCCL communicator over the same members as `group` (its unique id broadcast over `group`) for tensors in
 // `backend`'s device memory, ordered against the backend's compute stream by events. Fails in a build without
-// NCCL or for a host-memory backend.
-std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator& group, Backend& backend);
+// NCCL or for a host-memory backend. A watchdog thread (parallel/watchdog.hpp) aborts the job, naming `label`
+// and the collective, when one fails asynchronously or takes longer than POLYLLAMA_NCCL_TIMEOUT seconds.
+std::unique_ptr<Communicator> make_nccl_communicator(const MpiCommunicator& group, Backend& backend,
+                                                     const std::string& label = "nccl");
 bool nccl_available();
 
 }  // namespace polyllama
