@@ -7,6 +7,7 @@
 #  2. submits it again (tokenizer and data reused, so those skip) and sends the running pretrain job
 #     `scancel --batch --signal=USR1`: the ranks save and exit 3, status.json says stopped, the job requeues
 #     itself, runs again and ends with the same model.h5, optim.h5 and metrics.jsonl as the uninterrupted run;
+#  2b. `scancel --signal=TERM` to a plain `srun -n 2 polyllama pretrain`: stopped at a checkpoint, resumed bitwise;
 #  3. submits a study grid (jobs/study --submit slurm: 3 budgets, 1 SFT size, 16 jobs): every job completes, one
 #     pretraining run serves all budgets, SFT starts after it, a resubmission submits only the report.
 # It stops the daemons it started by their PIDs, and skips (77) where Slurm or munge is missing or cannot start.
@@ -200,6 +201,33 @@ for f in model.h5 optim.h5; do
 done
 cmp -s "$work/A/pretrain/metrics.jsonl" "$work/B/pretrain/metrics.jsonl" && ok "metrics.jsonl identical" \
   || bad "metrics differ: $(diff "$work/A/pretrain/metrics.jsonl" "$work/B/pretrain/metrics.jsonl" | head -4)"
+
+# --- 2b. SIGTERM through Slurm to an srun step's tasks (scancel --signal=TERM), no job script in between ----------
+# (A SIGTERM to srun itself aborts the step: Slurm 22.05's srun kills its tasks, measured; docs/jobs.md.)
+srun_c() {
+  srun -n 2 --mpi=pmix --time 5 --job-name pl-sigterm "$bin" pretrain --run-dir "$work/C" --data "$work/A/data" \
+    --tp 1 --threads 1 --seq-len 32 --micro-batch 2 --global-batch 4 --steps 160 --save-interval 4 --log-interval 20 \
+    --warmup-steps 5 --lr 2e-3 --eval-interval 0 --eval-batches 2
+}
+"$bin" init --run-dir "$work/C" --tokenizer "$work/A/tokenizer.model" --preset tiny --seed 3 > /dev/null
+srun_c > "$work/C.log" 2>&1 &
+srun_pid=$!
+sent=0
+for _ in $(seq 1 1200); do
+  step=$(sed 's/step_0*//' "$work/C/ckpt/latest" 2>/dev/null || echo 0)
+  jid=$(squeue -h -u "$(id -un)" -n pl-sigterm -o %i 2>/dev/null | head -1)
+  if [[ ${step:-0} -ge 8 && -n $jid ]]; then scancel --signal=TERM "$jid" && sent=1; break; fi
+  sleep 0.05
+done
+wait "$srun_pid"
+grep -q '"state":"stopped"' "$work/C/status.json" && grep -q '"reason":"SIGTERM: saved a checkpoint' "$work/C/status.json" \
+  && ((sent)) && ok "scancel --signal=TERM: the ranks saved and stopped ($(sed 's/.*"step":\([0-9]*\).*/step \1/' "$work/C/status.json"))" \
+  || bad "scancel --signal=TERM (sent $sent): $(cat "$work/C/status.json" 2>&1) $(tail -3 "$work/C.log")"
+srun_c > "$work/C2.log" 2>&1 || bad "resume after SIGTERM: $(tail -3 "$work/C2.log")"
+for f in model.h5 optim.h5; do
+  cmp -s "$work/A/pretrain/ckpt/step_00000160/$f" "$work/C/ckpt/step_00000160/$f" \
+    && ok "SIGTERM through Slurm, resumed: $f bitwise the uninterrupted run's" || bad "SIGTERM through Slurm: $f differs"
+done
 
 # --- 3. a study grid (jobs/study --submit slurm): one job per stage, each after its inputs' jobs -------------
 jobs_json() { /usr/bin/python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(*(j[k] for k in sys.argv[2:]) if sys.argv[2:] else j.values())' "$work/S/jobs.json" "$@"; }
