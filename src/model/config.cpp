@@ -77,11 +77,31 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j, const std::string
   need("num_hidden_layers", c.num_hidden_layers);
   need("num_attention_heads", c.num_attention_heads);
   need("vocab_size", c.vocab_size);
-  c.num_key_value_heads = j.value("num_key_value_heads", c.num_attention_heads);  // LLaMA-1 configs omit it
-  c.max_position_embeddings = j.value("max_position_embeddings", int64_t{2048});
-  c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
-  c.rope_theta = j.value("rope_theta", 10000.0);
-  c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+  // Optional fields: absent or null take the default; a value of another type is an error naming the field
+  // (json::value would throw nlohmann's type_error, which is no input error: found by fuzz_ckpt_attrs).
+  auto present = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
+  auto wrong = [&](const char* key, const char* want) {
+    fail_input(where + ": field '" + key + "' must be " + want + ", got " + j[key].dump());
+  };
+  auto opt_int = [&](const char* key, int64_t dflt) {
+    if (!present(key)) return dflt;
+    if (!j[key].is_number_integer()) wrong(key, "an integer");
+    return j[key].get<int64_t>();
+  };
+  auto opt_num = [&](const char* key, double dflt) {
+    if (!present(key)) return dflt;
+    if (!j[key].is_number()) wrong(key, "a number");
+    return j[key].get<double>();
+  };
+  c.num_key_value_heads = opt_int("num_key_value_heads", c.num_attention_heads);  // LLaMA-1 configs omit it
+  c.max_position_embeddings = opt_int("max_position_embeddings", 2048);
+  c.rms_norm_eps = opt_num("rms_norm_eps", 1e-6);
+  c.rope_theta = opt_num("rope_theta", 10000.0);
+  c.tie_word_embeddings = false;
+  if (present("tie_word_embeddings")) {
+    if (!j["tie_word_embeddings"].is_boolean()) wrong("tie_word_embeddings", "true or false");
+    c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
+  }
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
     fail_input(where + ": hidden_act must be 'silu' for LLaMA, got " + j["hidden_act"].dump());
   c.validate();

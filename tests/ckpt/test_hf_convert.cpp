@@ -314,3 +314,33 @@ TEST(HfFolder, ParseByteSize) {
               std::string::npos)
         << bad;
 }
+
+TEST(HfConfig, OptionalFieldsOfTheWrongTypeNameTheField) {
+  // fuzz_ckpt_attrs found rms_norm_eps given as a string escaping as nlohmann's type_error (no exit code, no
+  // field named). Absent or null optional fields take LLaMA's defaults; another type is exit 1 naming it.
+  const json base = json::parse(R"({"hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
+                                     "num_attention_heads": 4, "vocab_size": 512})");
+  const ModelConfig d = ModelConfig::from_hf_json(base, "config.json");
+  EXPECT_EQ(d.num_key_value_heads, 4);
+  EXPECT_EQ(d.max_position_embeddings, 2048);
+  EXPECT_DOUBLE_EQ(d.rms_norm_eps, 1e-6);
+  EXPECT_DOUBLE_EQ(d.rope_theta, 10000.0);
+  json with_null = base;
+  with_null["num_key_value_heads"] = nullptr;
+  with_null["rope_theta"] = 500000;  // an integer where a number is asked: fine
+  const ModelConfig n = ModelConfig::from_hf_json(with_null, "config.json");
+  EXPECT_EQ(n.num_key_value_heads, 4);
+  EXPECT_DOUBLE_EQ(n.rope_theta, 500000.0);
+  const std::vector<std::pair<const char*, json>> bad = {{"rms_norm_eps", "### Response"},
+                                                         {"num_key_value_heads", 2.5},
+                                                         {"max_position_embeddings", "4096"},
+                                                         {"rope_theta", json::array()},
+                                                         {"tie_word_embeddings", 1}};
+  for (const auto& [key, value] : bad) {
+    json j = base;
+    j[key] = value;
+    const auto [code, what] = test::error_of([&] { ModelConfig::from_hf_json(j, "run/config.json"); });
+    EXPECT_EQ(code, kExitBadInput) << key;
+    EXPECT_NE(what.find(std::string("run/config.json: field '") + key + "' must be"), std::string::npos) << what;
+  }
+}

@@ -33,12 +33,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (size_t i = 1; i < spans.size(); ++i) fuzz::require(spans[i - 1].second == spans[i].first, "no gap, no overlap");
     fuzz::require(total == data_bytes, "the tensors tile the data area");
     for (const StTensorInfo& t : r.tensors()) {
-      if (t.shape.size() > 4) continue;  // Tensor holds at most 4 dims; the reader's contract is the bytes
+      // Tensor holds 1 to 4 dims (a scalar or a rank above 4 is the bytes' business only, as above)
+      if (t.shape.empty() || t.shape.size() > 4) continue;
       std::vector<char> raw(t.bytes());
       r.read_raw(t, raw.data());
       std::vector<float> f32(static_cast<size_t>(t.numel()));
       std::vector<double> f64(static_cast<size_t>(t.numel()));
-      Tensor a(f32.data(), DType::f32, {}), b(f64.data(), DType::f64, {});
+      Tensor a(f32.data(), DType::f32, {1}), b(f64.data(), DType::f64, {1});  // the shape is set just below
       a.ndim = b.ndim = static_cast<int>(t.shape.size());
       for (size_t d = 0; d < t.shape.size(); ++d) a.shape[d] = b.shape[d] = t.shape[d];
       r.read_into(t, a);
