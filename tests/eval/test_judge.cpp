@@ -456,10 +456,16 @@ TEST_F(JudgeServer, CacheMakesARerunFree) {
   EXPECT_EQ(posts(), 7);
   std::string text = test::slurp(cfg.cache_path);
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 7);  // every reply, the repair replies included
-  const nlohmann::json line = nlohmann::json::parse(text.substr(0, text.find('\n')));
+  // Requests run concurrently, so replies reach the cache in the order they finish: find item a's line.
+  const nlohmann::json want_messages = nlohmann::json::parse(judge_messages_json(items[0]));
+  nlohmann::json line;
+  for (size_t pos = 0, end; (end = text.find('\n', pos)) != std::string::npos; pos = end + 1) {
+    nlohmann::json l = nlohmann::json::parse(text.substr(pos, end - pos));
+    if (l["messages"] == want_messages) line = l;
+  }
+  ASSERT_TRUE(line.is_object()) << "no cache line for item a: " << text;
   EXPECT_EQ(line["model"], "judge-m");
   EXPECT_EQ(line["hash"].get<std::string>().size(), 16u);
-  EXPECT_EQ(line["messages"], nlohmann::json::parse(judge_messages_json(items[0])));
   EXPECT_EQ(line["reply"], R"({"accuracy": 3, "fluency": 2, "informativeness": 1, "logical_coherence": 0, )"
                            R"("harmlessness": 3, "reason": "valid"})");
 
