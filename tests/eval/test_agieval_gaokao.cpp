@@ -411,6 +411,29 @@ TEST(GaokaoScoring, OfficialExtractionAndPoints) {
             std::vector<std::string>{"ACB"});
 }
 
+TEST(GaokaoScoring, PhysicsPartialCreditScalesWithTheItemsScore) {
+  // The release's Physics items are worth 6 (6 exact, 3 partial, as above); an item worth 4 earns 4 and 2, never
+  // more than it is worth (fuzz_gaokao found 6 earned of 5 possible with the fixed 6/3 of the official scorer).
+  const std::string dir = tiny_gaokao();
+  const json item = {{"year", "2010"}, {"category", "（新课标）"}, {"question", "1. Q?"}, {"answer", {"BD"}},
+                     {"analysis", ""}, {"index", 0}, {"score", 4}};
+  test::spit(dir + "/gaokao/2010-2022_Physics_MCQs.json",
+             json{{"keywords", "2010-2022_Physics_MCQs"}, {"example", {item}}}.dump());
+  EvalOptions o;
+  o.bench_dir = dir;
+  o.subjects = {"2010-2022_Physics_MCQs"};
+  const std::vector<Question> qs = load("gaokao", o);
+  ASSERT_EQ(qs.size(), 1u);
+  EXPECT_EQ(qs[0].points, 4);
+  const std::unique_ptr<Task> task = make_task("gaokao");
+  for (const auto& [text, earned] : std::vector<std::pair<std::string, double>>{
+           {"【解析】<eoe>\n【答案】 B D", 4}, {"【解析】<eoe>\n【答案】 D", 2}, {"【解析】<eoe>\n【答案】 A", 0}}) {
+    Response r;
+    r.text = text;
+    EXPECT_EQ(task->score(qs[0], r).earned, earned) << text;
+  }
+}
+
 // ---- bad input: exit 1 naming the file and line (or item) and what was expected; skip_invalid counts ----
 
 TEST(AgiEvalBadInput, NamedAndSkippable) {

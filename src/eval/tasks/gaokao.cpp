@@ -38,7 +38,10 @@ using json = nlohmann::json;
 using answers::GaokaoType;
 
 constexpr int64_t kMaxNewTokens = 1024;
-constexpr double kPhysicsFull = 6, kPhysicsPartial = 3;  // OBJ_score_evaluation.py's Physics branch
+// OBJ_score_evaluation.py's Physics branch adds a fixed 6 for an exact answer and 3 for a partial one. Every Physics
+// item of the release is worth 6, so scoring the item's own `score` and half of it is the same there, and keeps the
+// points earned within the points possible when a file gives another score (fuzz_gaokao found 6 of 5 earned).
+constexpr double kPhysicsFull = 6, kPhysicsPartial = 3;
 
 // OBJ_score_evaluation.py's score_dict: the subject of each objective file.
 std::string subject_of(const std::string& keyword) {
@@ -224,9 +227,9 @@ class GaokaoTask : public Task {
     const bool partial = q.extra.value("partial_credit", false);
     for (size_t j = 0; j < model.size(); ++j) {
       if (model[j] == q.gold[j]) {
-        s.earned += partial ? kPhysicsFull : score;
+        s.earned += score;
       } else if (partial && model[j].find_first_not_of(q.gold[j]) == std::string::npos) {
-        s.earned += kPhysicsPartial;  // every chosen letter is right, some are missing
+        s.earned += score * kPhysicsPartial / kPhysicsFull;  // every chosen letter is right, some are missing
       }
     }
     s.correct = std::abs(s.earned - q.points) <= 1e-9 * q.points;  // sums of a fractional score may round
