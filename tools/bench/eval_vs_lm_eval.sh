@@ -6,7 +6,8 @@
 # (tools/bench/eval_vs_lm_eval.py says exactly what is compared).
 # Needs lm-eval: a Python with it (LM_EVAL_PYTHON), e.g.
 #   /usr/bin/python3 -m venv --system-site-packages /tmp/lmeval
-#   /tmp/lmeval/bin/pip install "lm-eval==0.4.2" "transformers<4.40" "accelerate<0.30" "peft<0.11" sentencepiece protobuf
+#   /tmp/lmeval/bin/pip install "lm-eval==0.4.2" "transformers<4.40" "accelerate<0.30" "peft<0.11" \
+#     "datasets<2.19" "pyarrow<16" sentencepiece protobuf   # (lm-eval 0.4.2's own era: newer pyarrow needs NumPy 2)
 # Usage: LM_EVAL_PYTHON=/tmp/lmeval/bin/python tools/bench/eval_vs_lm_eval.sh [THREADS=2]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
