@@ -7,11 +7,13 @@
 #include "polyllama/backend/cpu/cpu_backend.hpp"
 #include "polyllama/core/error.hpp"
 #include "polyllama/core/log.hpp"
+#include "polyllama/parallel/environment.hpp"
 #include "polyllama/train/run_dir.hpp"
 #include "verbs.hpp"
 
 int main(int argc, char** argv) {
   polyllama::ensure_fast_blas_kernels(argv);
+  polyllama::prepare_singleton_mpi();
   MPI_Init(&argc, &argv);
   int world_rank = 0, world_size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);

@@ -39,8 +39,8 @@ LlamaDecoder::LlamaDecoder(LlamaModel& model, const DecodeLimits& limits)
   up_ = acts_.reserve({N, F});
   last_ = acts_.reserve({B, C});
   rstd_ = stats_.reserve({N});
-  // What the backend keeps of an attention call (the CPU's probabilities, a GPU's log-sum-exp), for the largest.
-  saved_ = stats_.reserve({be_.attention_saved_elems(B, H, lim_.max_chunk, lim_.max_cache)});
+  // The attention's workspace when no backward follows (the CPU's per-thread score blocks, a GPU's log-sum-exp).
+  saved_ = stats_.reserve({be_.attention_decode_elems(B, H, lim_.max_chunk, lim_.max_cache, D)});
   logits_ = stats_.reserve({lim_.all_logits ? N : B, V_});
   const int64_t table_rows = std::min(cfg_.max_position_embeddings, lim_.max_cache);
   cos_ = stats_.reserve({table_rows, D / 2});
@@ -205,7 +205,7 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
   c.B = B, c.T = Tc, c.heads = H, c.kv_heads = KV, c.head_dim = D, c.eps = cfg_.rms_norm_eps;
   c.rope_cos = stats_.get(cos_), c.rope_sin = stats_.get(sin_);
   c.positions = positions_.data();
-  c.span = {kv_len, kv_start_.data()};
+  c.span = {kv_len, kv_start_.data(), /*for_backward=*/false};
   c.cache_len = len_;
   // One set of buffers, reused in place: the norms share ln, SwiGLU writes over gate, the residual stream is x.
   LayerActs a;
@@ -213,14 +213,25 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
   a.q = acts_.get(q_).slice_rows(0, N), a.k = acts_.get(k_).slice_rows(0, N), a.v = acts_.get(v_).slice_rows(0, N);
   a.att = acts_.get(att_).slice_rows(0, N);
   a.gate = a.act = acts_.get(gate_).slice_rows(0, N), a.up = acts_.get(up_).slice_rows(0, N);
-  a.saved = Tensor(stats_.get(saved_).data, stats_.dtype(), {be_.attention_saved_elems(B, H, Tc, cap_)});
+  a.saved = Tensor(stats_.get(saved_).data, stats_.dtype(), {be_.attention_decode_elems(B, H, Tc, cap_, D)});
 
+  // Unless every position's logits are wanted, the last layer runs in full only where the head reads it: at
+  // position at[b] of the chunk that holds it (nowhere in a chunk without logits).
+  std::vector<int64_t> wanted;
+  if (!all_rows)
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t t = logits_out ? at[static_cast<size_t>(b)] - row0 : -1;
+      wanted.push_back(t >= 0 && t < Tc ? t : -1);
+    }
   embedding_.forward(be_, tp_, x, model_.embedding_weight(), v0_, tokens, N);
   for (size_t l = 0; l < layers_.size(); ++l) {
     // This batch's cache: (B, cap, KV, D) at the start of the layer's reservation.
     c.k_cache = Tensor(cache_.get(k_cache_[l]).data, cache_.dtype(), {B, cap_, KV, D});
     c.v_cache = Tensor(cache_.get(v_cache_[l]).data, cache_.dtype(), {B, cap_, KV, D});
-    layer_forward(be_, tp_, c, layers_[l], a, x, x);
+    if (all_rows || l + 1 < layers_.size())
+      layer_forward(be_, tp_, c, layers_[l], a, x, x);
+    else
+      layer_forward_at(be_, tp_, c, layers_[l], a, x, wanted);
   }
   len_ = kv_len;
   if (!logits_out) return;
@@ -237,12 +248,12 @@ void LlamaDecoder::forward_chunk(const int32_t* tokens, int64_t Tc, bool all_row
                 logits_out->begin() + (b * T_total + row0) * V);
     return;
   }
-  // Only the hidden state after each row's position at[b] goes through the head (after the last chunk).
+  // Only the hidden state after each row's position at[b] goes through the head (after the last chunk);
+  // layer_forward_at left this chunk's in x's first rows, in row order.
   const Tensor last = acts_.get(last_).slice_rows(0, B);
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t t = at[static_cast<size_t>(b)] - row0;
-    if (t >= 0 && t < Tc) be_.copy(last.slice_rows(b, 1), x.slice_rows(b * Tc + t, 1));
-  }
+  int64_t m = 0;
+  for (int64_t b = 0; b < B; ++b)
+    if (wanted[static_cast<size_t>(b)] >= 0) be_.copy(last.slice_rows(b, 1), x.slice_rows(m++, 1));
 }
 
 void LlamaDecoder::head_logits(std::vector<double>* logits_out) {

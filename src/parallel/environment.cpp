@@ -32,6 +32,12 @@ const std::string g_launcher_at_start = launcher();
 
 }  // namespace
 
+void prepare_singleton_mpi() {
+  if (g_launcher_at_start != "none") return;
+  setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
+  setenv("OMPI_MCA_pml", "ob1", 0);
+}
+
 const char* mpi_thread_level_name(int level) {
   if (level == MPI_THREAD_SINGLE) return "MPI_THREAD_SINGLE";
   if (level == MPI_THREAD_FUNNELED) return "MPI_THREAD_FUNNELED";

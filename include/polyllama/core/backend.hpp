@@ -29,6 +29,9 @@ struct AdamWParams {
 struct AttnSpan {
   int64_t kv_len = -1;              // -1: every row of k and v
   const int32_t* kv_start = nullptr;  // (B, Tq)
+  // false where no backward follows (decoding): `saved` is then attention_decode_elems' workspace, which a backend
+  // may size far below what a backward needs.
+  bool for_backward = true;
 };
 
 // The argument checks every backend's rope makes: x (B, T, H, D) with even D, positions >= 0, and a cos/sin table
@@ -111,6 +114,12 @@ class Backend {
   virtual int64_t attention_scratch_elems(int64_t batch, int64_t heads, int64_t seq, int64_t kv_heads = 0,
                                           int64_t head_dim = 0) const = 0;
   virtual int64_t attention_saved_elems(int64_t batch, int64_t heads, int64_t tq, int64_t tk) const = 0;
+  // `saved` of a call with span.for_backward false. The CPU keeps only a block of scores per thread (its
+  // probabilities would be B H Tq Tk elements: gigabytes for a 7B model's prefill over a long cache).
+  virtual int64_t attention_decode_elems(int64_t batch, int64_t heads, int64_t tq, int64_t tk, int64_t head_dim) const {
+    (void)head_dim;
+    return attention_saved_elems(batch, heads, tq, tk);
+  }
 
   // out (N, C) = table[ids]; ids are N token ids < table rows.
   virtual void embedding_forward(Tensor out, Tensor table, const int32_t* ids) = 0;

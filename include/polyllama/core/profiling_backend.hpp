@@ -44,6 +44,9 @@ class ProfilingBackend final : public Backend {
   int64_t attention_saved_elems(int64_t b, int64_t h, int64_t tq, int64_t tk) const override {
     return in_.attention_saved_elems(b, h, tq, tk);
   }
+  int64_t attention_decode_elems(int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t d) const override {
+    return in_.attention_decode_elems(b, h, tq, tk, d);
+  }
   void embedding_forward(Tensor out, Tensor table, const int32_t* ids) override;
   void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
   double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index, bool want_grad,

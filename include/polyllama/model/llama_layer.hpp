@@ -33,7 +33,7 @@ struct LayerActs {
   Tensor rstd1, rstd2;      // (N) statistics
   Tensor q, att;            // (N, H D)
   Tensor k, v;              // (N, KV D)
-  Tensor saved;             // Backend::attention_saved_elems(B, H, T, keys) elements
+  Tensor saved;             // Backend::attention_saved_elems(B, H, T, keys) elements (decode_elems: no backward)
   Tensor res_mid;           // (N, C) the residual stream after attention
   Tensor gate, up, act;     // (N, F)
 };
@@ -66,6 +66,14 @@ struct LayerCall {
 // (and a.res_mid); an empty res_out stops after SwiGLU (a recomputation for backward needs no more).
 void layer_forward(Backend& be, const TensorParallel& tp, const LayerCall& call, const LayerWeights& w,
                    const LayerActs& a, Tensor res_in, Tensor res_out);
+// The last layer of a decoding call whose output is read at one position per row at most (the next-token
+// logits of a prompt): keys and values of every position go to the cache, as later positions need them, but
+// the query, attention and MLP run only at position at[b] of row b (-1: none). x (N, C) is the residual stream,
+// in place: on return its first M rows hold the outputs of the M rows with a position, in row order (the other
+// rows, and ln1's, are overwritten). Returns M. Skips nearly all of the layer for the other positions: 3 % of a
+// 32-layer prefill, 11 % of an 8-layer one.
+int64_t layer_forward_at(Backend& be, const TensorParallel& tp, const LayerCall& call, const LayerWeights& w,
+                         const LayerActs& a, Tensor x, const std::vector<int64_t>& at);
 // dres (N, C): dL/d(res_out) on entry, dL/d(res_in) on exit (the residual path accumulates in place);
 // grads (the layer's weight gradients) +=. Needs the activations of layer_forward on res_in.
 void layer_backward(Backend& be, const TensorParallel& tp, const LayerCall& call, const LayerWeights& w,

@@ -164,6 +164,18 @@ void CpuBackend::attention_forward(Tensor out, Tensor probs, Tensor q, Tensor k,
   same_dtype({out, probs, q, k, v});
   const cpu::AttnDims d = attention_dims(q, k, v, span);
   same_numel(out, q, "attention out/q");
+  if (!span.for_backward) {
+    PL_CHECK(d.H / d.KV <= cpu::kDecodeRows, "attention: more than " + std::to_string(cpu::kDecodeRows) +
+                                                 " query heads per kv head");
+    const int64_t slots = std::min<int64_t>(threads(), probs.numel() / cpu::attention_decode_slot_elems(d.Tk, d.D));
+    PL_CHECK(slots >= 1, "attention workspace holds less than one decoding block (attention_decode_elems)");
+    dispatch(q, [&](auto z) {
+      using T = decltype(z);
+      cpu::attention_forward_decode<T>(out.ptr<T>(), probs.ptr<T>(), static_cast<int>(slots), q.ptr<T>(), k.ptr<T>(),
+                                       v.ptr<T>(), d);
+    });
+    return;
+  }
   PL_CHECK(probs.numel() >= d.B * d.H * d.Tq * d.Tk, "attention probs must hold (B, H, Tq, Tk)");
   dispatch(q, [&](auto z) {
     using T = decltype(z);
@@ -187,6 +199,13 @@ void CpuBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout
     cpu::attention_backward<T>(dq.ptr<T>(), dk.ptr<T>(), dv.ptr<T>(), dout.ptr<T>(), q.ptr<T>(), k.ptr<T>(),
                                v.ptr<T>(), probs.ptr<T>(), scratch.ptr<T>(), static_cast<int>(slots), d);
   });
+}
+
+int64_t CpuBackend::attention_decode_elems(int64_t batch, int64_t heads, int64_t tq, int64_t tk,
+                                           int64_t head_dim) const {
+  // One block per thread; there are at most batch * heads * tq work items (each holds at least one query row).
+  const int64_t slots = std::min<int64_t>(threads(), std::max<int64_t>(1, batch * heads * tq));
+  return slots * cpu::attention_decode_slot_elems(tk, head_dim);
 }
 
 int64_t CpuBackend::attention_scratch_elems(int64_t, int64_t, int64_t seq, int64_t, int64_t) const {

@@ -35,6 +35,9 @@ struct AttnDims {
 };
 template <typename T>
 void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v, const AttnDims& d);
+// Forward only (decoding): `work` holds `slots` blocks of attention_decode_slot_elems(Tk, D).
+template <typename T>
+void attention_forward_decode(T* out, T* work, int slots, const T* q, const T* k, const T* v, const AttnDims& d);
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* probs,
                         T* scratch, int scratch_slots, const AttnDims& d);
@@ -54,5 +57,9 @@ template <typename T> void adamw(T* p, const T* g, T* m, T* v, int64_t n, const 
 
 // Rows of the attention block that one GEMM handles: keeps the causal waste to under one block per row.
 constexpr int64_t kAttnBlock = 64;
+// Query rows (positions times the heads that share a kv head) of one decoding block: the GEMMs that pack a block
+// of keys once for all of them stay efficient, and a thread's scores (kDecodeRows, Tk) stay a few MB.
+constexpr int64_t kDecodeRows = 256;
+inline int64_t attention_decode_slot_elems(int64_t Tk, int64_t D) { return kDecodeRows * (Tk + 2 * D); }
 
 }  // namespace polyllama::cpu

@@ -32,6 +32,8 @@ class CpuBackend final : public Backend {
   int64_t attention_saved_elems(int64_t batch, int64_t heads, int64_t tq, int64_t tk) const override {
     return batch * heads * tq * tk;
   }
+  int64_t attention_decode_elems(int64_t batch, int64_t heads, int64_t tq, int64_t tk,
+                                 int64_t head_dim) const override;
   void embedding_forward(Tensor out, Tensor table, const int32_t* ids) override;
   void embedding_backward(Tensor dtable, Tensor dout, const int32_t* ids) override;
   double softmax_xent(Tensor logits, Tensor loss, const int32_t* targets, int32_t ignore_index, bool want_grad,
