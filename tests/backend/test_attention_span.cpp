@@ -189,3 +189,60 @@ TEST(AttentionSpan, PackedExampleEqualsExampleAlone) {
   const Vec o1 = forward<double>(be, alone, rows(q, H * D), rows(k, KV * D), rows(v, KV * D)).first;
   EXPECT_LT(max_rel_err(rows(out, H * D), o1), 1e-13);
 }
+
+// Decoding (span.for_backward false): the workspace is one score block per thread, not (B, H, Tq, Tk), and the
+// heads of a kv group share the GEMMs. Against the same naive reference, on the cases above and on ones that
+// take several blocks: grouped heads (4 and 8 per kv head), a long cache before the queries (large blocks), a
+// prompt's first chunk (offset 0: small blocks), left padding; with the workspace the backend asks for and with
+// room for one block only (one thread does all the work).
+TEST(AttentionSpan, DecodingWorkspaceMatchesNaiveReference) {
+  CpuBackend be;
+  std::vector<Case> cs = cases();
+  {
+    Case c{2, 150, 420, 400, 8, 2, 16, {}};
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t t = 0; t < 150; ++t) c.kv_start.push_back(b == 0 ? 0 : (t < 60 ? 17 : 310));
+    cs.push_back(c);
+  }
+  cs.push_back(Case{1, 300, 300, 300, 4, 4, 8, {}});
+  {
+    Case c{3, 5, 600, 590, 16, 2, 8, {}};
+    for (int64_t b = 0; b < 3; ++b)
+      for (int64_t t = 0; t < 5; ++t) c.kv_start.push_back(static_cast<int32_t>(b * 40));
+    cs.push_back(c);
+  }
+  for (const Case& c : cs) {
+    const Vec q = rounded<float>(inputs_q(c)), k = rounded<float>(inputs_kv(c, 2)), v = rounded<float>(inputs_kv(c, 3));
+    const Vec ro = reference(c, q, k, v).first;
+    AttnSpan span = span_of(c);
+    span.for_backward = false;
+    auto run = [&](auto zero, int64_t work_elems) {
+      using T = decltype(zero);
+      auto Q = as<T>(q), K = as<T>(k), V = as<T>(v);
+      std::vector<T> O(Q.size(), T(1e30)), W(static_cast<size_t>(work_elems), T(1e30));
+      be.attention_forward(Tensor(O.data(), dtype_of<T>(), {c.B, c.Tq, c.H, c.D}),
+                           Tensor(W.data(), dtype_of<T>(), {work_elems}),
+                           Tensor(Q.data(), dtype_of<T>(), {c.B, c.Tq, c.H, c.D}),
+                           Tensor(K.data(), dtype_of<T>(), {c.B, c.Tk, c.KV, c.D}),
+                           Tensor(V.data(), dtype_of<T>(), {c.B, c.Tk, c.KV, c.D}), span);
+      return to_vec(O);
+    };
+    const int64_t asked = be.attention_decode_elems(c.B, c.H, c.Tq, c.Tk, c.D);
+    const int64_t one = be.attention_decode_elems(1, 1, 1, c.Tk, c.D);  // a single block
+    EXPECT_LT(asked, c.B * c.H * c.Tq * c.Tk + be.threads() * 256 * (c.Tk + 2 * c.D) + 1);
+    EXPECT_LT(max_rel_err(run(float{}, asked), ro), 1e-5) << c.B << "x" << c.Tq << " H " << c.H << "/" << c.KV;
+    EXPECT_LT(max_rel_err(run(double{}, asked), ro), 1e-12) << c.B << "x" << c.Tq << " H " << c.H << "/" << c.KV;
+    EXPECT_LT(max_rel_err(run(double{}, one), ro), 1e-12) << c.B << "x" << c.Tq << " H " << c.H << "/" << c.KV;
+  }
+  // Less than one block is a clear error, not a write past the end.
+  const Case c = cs[0];
+  std::vector<double> Q(static_cast<size_t>(c.B * c.Tq * c.H * c.D)), O(Q.size()), W(8),
+      K(static_cast<size_t>(c.B * c.Tk * c.KV * c.D)), V(K.size());
+  AttnSpan span = span_of(c);
+  span.for_backward = false;
+  EXPECT_THROW(be.attention_forward(Tensor(O.data(), DType::f64, {c.B, c.Tq, c.H, c.D}), Tensor(W.data(), DType::f64, {8}),
+                                    Tensor(Q.data(), DType::f64, {c.B, c.Tq, c.H, c.D}),
+                                    Tensor(K.data(), DType::f64, {c.B, c.Tk, c.KV, c.D}),
+                                    Tensor(V.data(), DType::f64, {c.B, c.Tk, c.KV, c.D}), span),
+               std::exception);
+}

@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "polyllama/model/llama_sharding.hpp"
+#include "polyllama/parallel/environment.hpp"
 #include "polyllama/parallel/parallel.hpp"
 #include "test_support.hpp"
 
@@ -99,4 +102,35 @@ TEST(ParallelCollectives, LayoutRefusalsNameTheNumbers) {
   EXPECT_EQ(code, 1);
   EXPECT_NE(msg.find("vocab_size = 511 does not divide by --tp 2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("--pad-to-multiple"), std::string::npos) << msg;
+}
+
+// prepare_singleton_mpi: a process started on its own tells Open MPI it is alone (no daemon, no transport
+// probing), keeping any value the user set; ranks started by mpirun are left as they are.
+TEST(ParallelCollectives, OnlyASingletonIsToldItIsAlone) {
+  const std::string launcher = mpi_info(MPI_COMM_WORLD).launcher;
+  const char* names[] = {"OMPI_MCA_ess_singleton_isolated", "OMPI_MCA_pml"};
+  std::vector<std::string> saved;
+  std::vector<bool> had;
+  for (const char* n : names) {
+    const char* v = std::getenv(n);
+    had.push_back(v != nullptr);
+    saved.push_back(v ? v : "");
+    unsetenv(n);
+  }
+  prepare_singleton_mpi();
+  const char* iso = std::getenv(names[0]);
+  const char* pml = std::getenv(names[1]);
+  if (launcher == "none") {
+    EXPECT_STREQ(iso, "1");
+    EXPECT_STREQ(pml, "ob1");
+    setenv(names[1], "ucx", 1);  // the user's choice stands
+    prepare_singleton_mpi();
+    EXPECT_STREQ(std::getenv(names[1]), "ucx");
+  } else {
+    EXPECT_EQ(iso, nullptr) << launcher;
+    EXPECT_EQ(pml, nullptr) << launcher;
+  }
+  for (size_t i = 0; i < 2; ++i)
+    if (had[i]) setenv(names[i], saved[i].c_str(), 1);
+    else unsetenv(names[i]);
 }
