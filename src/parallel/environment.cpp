@@ -35,7 +35,11 @@ const std::string g_launcher_at_start = launcher();
 void prepare_singleton_mpi() {
   if (g_launcher_at_start != "none") return;
   setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
+  // Isolated singletons all take the job id [0,1]: with session directories, one process's cleanup removes the
+  // directory another is creating (MPI_Init fails, seen with two test processes at once). Nothing needs them.
+  setenv("OMPI_MCA_orte_create_session_dirs", "0", 0);
   setenv("OMPI_MCA_pml", "ob1", 0);
+  setenv("OMPI_MCA_btl", "self", 0);
 }
 
 const char* mpi_thread_level_name(int level) {

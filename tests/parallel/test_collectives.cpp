@@ -108,7 +108,8 @@ TEST(ParallelCollectives, LayoutRefusalsNameTheNumbers) {
 // probing), keeping any value the user set; ranks started by mpirun are left as they are.
 TEST(ParallelCollectives, OnlyASingletonIsToldItIsAlone) {
   const std::string launcher = mpi_info(MPI_COMM_WORLD).launcher;
-  const char* names[] = {"OMPI_MCA_ess_singleton_isolated", "OMPI_MCA_pml"};
+  const char* names[] = {"OMPI_MCA_ess_singleton_isolated", "OMPI_MCA_pml", "OMPI_MCA_orte_create_session_dirs",
+                         "OMPI_MCA_btl"};
   std::vector<std::string> saved;
   std::vector<bool> had;
   for (const char* n : names) {
@@ -123,14 +124,18 @@ TEST(ParallelCollectives, OnlyASingletonIsToldItIsAlone) {
   if (launcher == "none") {
     EXPECT_STREQ(iso, "1");
     EXPECT_STREQ(pml, "ob1");
+    EXPECT_STREQ(std::getenv(names[2]), "0");
+    EXPECT_STREQ(std::getenv(names[3]), "self");
     setenv(names[1], "ucx", 1);  // the user's choice stands
     prepare_singleton_mpi();
     EXPECT_STREQ(std::getenv(names[1]), "ucx");
   } else {
     EXPECT_EQ(iso, nullptr) << launcher;
     EXPECT_EQ(pml, nullptr) << launcher;
+    EXPECT_EQ(std::getenv(names[2]), nullptr) << launcher;
+    EXPECT_EQ(std::getenv(names[3]), nullptr) << launcher;
   }
-  for (size_t i = 0; i < 2; ++i)
+  for (size_t i = 0; i < 4; ++i)
     if (had[i]) setenv(names[i], saved[i].c_str(), 1);
     else unsetenv(names[i]);
 }

@@ -34,8 +34,9 @@ std::string check_allreduce(MPI_Comm comm);
 // Call before MPI_Init. In a process started on its own (no launcher: a world of one) Open MPI would start a
 // daemon for the singleton and probe every high-speed transport (Debian's PSM library alone calibrates for
 // 0.2 s): a third of a second of every single-process verb. This says, through Open MPI's own variables and only
-// where the user has not set them, that the singleton is isolated and needs only the ob1 layer (its self
-// transport). Other MPI libraries do not read them; launched ranks are left as they are.
+// where the user has not set them, that the singleton is isolated (no daemon, no session directory) and needs
+// only the ob1 layer with its self transport. Other MPI libraries do not read them; launched ranks are left as
+// they are.
 void prepare_singleton_mpi();
 
 // The NCCL library this build links, "2.21.5"; "" in a build without NCCL.
