@@ -10,8 +10,8 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bo
                        const ParallelContext* parallel)
     : cfg_(cfg), be_(backend), par_(parallel), tp_(parallel), dtype_(dtype), mixed_(mixed_precision),
       act_dtype_(mixed_precision ? DType::bf16 : dtype), stat_dtype_(dtype), weights_("weights", dtype, &backend),
-      grads_("grads", dtype, &backend), work_("weights.bf16", DType::bf16, &backend),
-      acts_("activations", act_dtype_, &backend), stats_("statistics", stat_dtype_, &backend) {
+      work_("weights.bf16", DType::bf16, &backend), acts_("activations", act_dtype_, &backend),
+      stats_("statistics", stat_dtype_, &backend), grads_("grads", dtype, &backend) {
   cfg_.validate();
   if (mixed_ && dtype_ != DType::f32) fail_input("mixed precision keeps f32 master weights; got " +
                                                  std::string(dtype_name(dtype_)));
@@ -26,8 +26,12 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, DType dtype, bo
   F_ = cfg_.intermediate_size / tp, V_ = cfg_.vocab_size / tp, v0_ = V_ * tp_.rank();
   register_params();
   weights_.allocate();
-  grads_.allocate();
   if (mixed_) work_.allocate();
+}
+
+const Arena& LlamaModel::grads() const {
+  if (!grads_.allocated()) grads_.allocate();
+  return grads_;
 }
 
 void LlamaModel::refresh_working_weights() {
@@ -100,7 +104,7 @@ void LlamaModel::init_random(uint64_t seed, double std) {
   refresh_working_weights();
 }
 
-void LlamaModel::zero_grads() { be_.zero(grads_.flat()); }
+void LlamaModel::zero_grads() { be_.zero(grads().flat()); }
 
 void LlamaModel::allocate_activations(int64_t batch, int64_t seq, bool recompute, int64_t recompute_layers) {
   PL_CHECK(B_ == 0, "activations are allocated once");

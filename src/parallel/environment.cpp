@@ -36,8 +36,10 @@ void prepare_singleton_mpi() {
   if (g_launcher_at_start != "none") return;
   setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
   // Isolated singletons all take the job id [0,1]: with session directories, one process's cleanup removes the
-  // directory another is creating (MPI_Init fails, seen with two test processes at once). Nothing needs them.
+  // directory another is creating (MPI_Init fails, seen with two test processes at once). Only MPI-IO's
+  // shared-memory file pointer would use one (it then complains on every parallel HDF5 file): the others serve.
   setenv("OMPI_MCA_orte_create_session_dirs", "0", 0);
+  setenv("OMPI_MCA_sharedfp", "^sm", 0);
   setenv("OMPI_MCA_pml", "ob1", 0);
   setenv("OMPI_MCA_btl", "self", 0);
 }

@@ -109,7 +109,7 @@ TEST(ParallelCollectives, LayoutRefusalsNameTheNumbers) {
 TEST(ParallelCollectives, OnlyASingletonIsToldItIsAlone) {
   const std::string launcher = mpi_info(MPI_COMM_WORLD).launcher;
   const char* names[] = {"OMPI_MCA_ess_singleton_isolated", "OMPI_MCA_pml", "OMPI_MCA_orte_create_session_dirs",
-                         "OMPI_MCA_btl"};
+                         "OMPI_MCA_btl", "OMPI_MCA_sharedfp"};
   std::vector<std::string> saved;
   std::vector<bool> had;
   for (const char* n : names) {
@@ -126,6 +126,7 @@ TEST(ParallelCollectives, OnlyASingletonIsToldItIsAlone) {
     EXPECT_STREQ(pml, "ob1");
     EXPECT_STREQ(std::getenv(names[2]), "0");
     EXPECT_STREQ(std::getenv(names[3]), "self");
+    EXPECT_STREQ(std::getenv(names[4]), "^sm");
     setenv(names[1], "ucx", 1);  // the user's choice stands
     prepare_singleton_mpi();
     EXPECT_STREQ(std::getenv(names[1]), "ucx");
@@ -134,8 +135,9 @@ TEST(ParallelCollectives, OnlyASingletonIsToldItIsAlone) {
     EXPECT_EQ(pml, nullptr) << launcher;
     EXPECT_EQ(std::getenv(names[2]), nullptr) << launcher;
     EXPECT_EQ(std::getenv(names[3]), nullptr) << launcher;
+    EXPECT_EQ(std::getenv(names[4]), nullptr) << launcher;
   }
-  for (size_t i = 0; i < 4; ++i)
+  for (size_t i = 0; i < 5; ++i)
     if (had[i]) setenv(names[i], saved[i].c_str(), 1);
     else unsetenv(names[i]);
 }

@@ -27,6 +27,7 @@ class Arena {
   // lines), so n rounded up to a multiple of 16. What `plan` sizes arenas with.
   static int64_t padded_elems(int64_t n) { return (n + 15) / 16 * 16; }
   void allocate(bool zero = true);
+  bool allocated() const { return base_ != nullptr; }
   Tensor get(int handle) const;
   // The whole arena as one flat tensor (for passes over every parameter at once).
   Tensor flat() const { return Tensor(base_.get(), dtype_, {total_elems_}); }
