@@ -10,8 +10,9 @@ benchmarks' official prompt code by its tests), and lm-evaluation-harness reads 
 " A" .. " D" by log-likelihood with its `hf` backend on the CPU (float32, add_bos_token, the slow LlamaTokenizer
 over the exported tokenizer.model). " A" after "Answer:" / "答案：" is the single token "▁A", the one polyllama
 reads, so both compute the log-probability of the same token after the same ids. Prints the wall time and
-questions/s of each (model loading included for both) and the agreement of per-question predictions; a
-difference where two options are within 1e-4 of each other is a near-tie, listed, not a disagreement.
+questions/s of each (model loading included for both; the median of --repeat runs, taken in turns, so that both
+see the same machine) and the agreement of per-question predictions; a difference where two options are within
+1e-4 of each other is a near-tie, listed, not a disagreement.
 """
 import argparse
 import json
@@ -66,6 +67,8 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--python", default=sys.executable, help="a Python with lm-eval installed")
     ap.add_argument("--threads", default="2")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each program, alternating, so both see the same machine; medians are compared")
     a = ap.parse_args()
     os.makedirs(a.work + "/tasks", exist_ok=True)
     os.makedirs(a.work + "/exact_match", exist_ok=True)
@@ -99,22 +102,23 @@ def main():
                     "doc_to_choice: [\"A\", \"B\", \"C\", \"D\"]\ndoc_to_target: gold\ntarget_delimiter: \" \"\n"
                     "num_fewshot: 0\nmetric_list:\n  - metric: acc\n")
 
-    # lm-evaluation-harness.
+    # lm-evaluation-harness, then polyllama on the same questions in one run as a user would; in turns.
     script = f"{a.work}/run_lm_eval.py"
     open(script, "w").write(LM_EVAL)
-    t0 = time.time()
-    subprocess.run([a.python, script, a.hf, a.work + "/tasks", ",".join(names), a.work + "/lm_eval.json", a.threads],
-                   check=True, env=env, cwd=a.work)
-    lm_seconds = time.time() - t0
-    lm = json.load(open(a.work + "/lm_eval.json"))
-
-    # polyllama, on the same questions, in one run as a user would.
-    t0 = time.time()
     subjects = ",".join("ceval:" + x for x in a.subjects_ceval.split(",") if x)
-    subprocess.run([a.polyllama, "eval", "--ckpt", a.ckpt, "--tasks", a.tasks, "--bench-dir", a.bench,
-                    "--out", f"{a.work}/pl", "--threads", a.threads] + (["--subjects", subjects] if subjects else []),
-                   check=True, env=env)
-    pl_seconds = time.time() - t0
+    lm_times, pl_times = [], []
+    for _ in range(a.repeat):
+        t0 = time.time()
+        subprocess.run([a.python, script, a.hf, a.work + "/tasks", ",".join(names), a.work + "/lm_eval.json",
+                        a.threads], check=True, env=env, cwd=a.work)
+        lm_times.append(time.time() - t0)
+        t0 = time.time()
+        subprocess.run([a.polyllama, "eval", "--ckpt", a.ckpt, "--tasks", a.tasks, "--bench-dir", a.bench,
+                        "--out", f"{a.work}/pl", "--threads", a.threads] + (["--subjects", subjects] if subjects else []),
+                       check=True, env=env)
+        pl_times.append(time.time() - t0)
+    lm = json.load(open(a.work + "/lm_eval.json"))
+    lm_seconds, pl_seconds = sorted(lm_times)[len(lm_times) // 2], sorted(pl_times)[len(pl_times) // 2]
     pl = {}
     for task in a.tasks.split(","):
         for line in open(f"{a.work}/pl/samples_{task}.jsonl"):
@@ -138,7 +142,8 @@ def main():
     print(f"| | polyllama eval | lm-evaluation-harness (hf, CPU) |")
     print("|---|---|---|")
     print(f"| questions | {n} | {n} |")
-    print(f"| wall time (s), model loading included | {pl_seconds:.1f} | {lm_seconds:.1f} |")
+    print(f"| wall time (s), model loading included, median of {a.repeat} | {pl_seconds:.1f} | {lm_seconds:.1f} |")
+    print(f"| every run (s) | {', '.join(f'{t:.1f}' for t in pl_times)} | {', '.join(f'{t:.1f}' for t in lm_times)} |")
     print(f"| questions/s | {n / pl_seconds:.2f} | {n / lm_seconds:.2f} |")
     print(f"| polyllama speed-up | {lm_seconds / pl_seconds:.1f}x | |")
     print(f"\nidentical predictions: {same}/{n}; worst |log-probability difference|: {worst:.2e}")
