@@ -482,6 +482,12 @@ TEST(AgiEvalBadInput, NamedAndSkippable) {
   test::spit(dir + "/agieval/few_shot_prompts.csv", ",logiqa-en\nsample 1,\"{'question': 'x', \"\nexplanation 1,e\n");
   std::tie(code, msg) = test::error_of([&] { load("agieval", o); });
   EXPECT_NE(msg.find("few_shot_prompts.csv:2: column logiqa-en: not a Python literal"), std::string::npos) << msg;
+  // An integer beyond 64 bits (found by fuzz_agieval: the conversion was undefined behaviour) is named.
+  test::spit(dir + "/agieval/few_shot_prompts.csv",
+             ",logiqa-en\nsample 1,\"{'question': 'x', 'n': 99999999999999999999}\"\nexplanation 1,e\n");
+  std::tie(code, msg) = test::error_of([&] { load("agieval", o); });
+  EXPECT_EQ(code, kExitBadInput);
+  EXPECT_NE(msg.find("an integer beyond 64 bits"), std::string::npos) << msg;
   o.num_fewshot = 6;
   std::tie(code, msg) = test::error_of([&] { load("agieval", o); });
   EXPECT_NE(msg.find("expected 0 to 5"), std::string::npos) << msg;

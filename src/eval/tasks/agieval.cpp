@@ -268,7 +268,10 @@ class PyLiteral {
       size_t used = 0;
       const double v = std::stod(t, &used);
       if (used != t.size()) error("a number expected");
-      return t.find_first_of(".eE") == std::string::npos ? json(static_cast<int64_t>(v)) : json(v);
+      if (t.find_first_of(".eE") != std::string::npos) return json(v);
+      // Python's integers have no bound; a 64-bit one holds every integer the release's files have.
+      if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0)) error("an integer beyond 64 bits");
+      return json(static_cast<int64_t>(v));
     } catch (const std::logic_error&) {
       error("a number expected");
     }
