@@ -16,7 +16,7 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure --timeout 900 --parallel "${CTEST_JOBS:-$(nproc)}" "$@")
 # The sanitizer stage (docs/fuzzing.md, tools/sanitize-tests.sh): the unit tests under ASan + UBSan and each fuzz
-# target for FUZZ_SECONDS, in a clang-14 build of its own (about 20 minutes on 2 cores). CI runs it
+# target for FUZZ_SECONDS, in a clang-14 build of its own (13 minutes on 2 cores). CI runs it
 # (CI=true); elsewhere POLYLLAMA_SANITIZE_TESTS=1 asks for it and POLYLLAMA_SANITIZE_TESTS=0 leaves it out.
 if [[ "${POLYLLAMA_SANITIZE_TESTS:-}" == 1 || ( "${CI:-}" == true && "${POLYLLAMA_SANITIZE_TESTS:-}" != 0 ) ]]; then
   tools/sanitize-tests.sh
