@@ -107,37 +107,25 @@ TEST(ParallelCollectives, LayoutRefusalsNameTheNumbers) {
 // prepare_singleton_mpi: a process started on its own tells Open MPI it is alone (no daemon, no transport
 // probing), keeping any value the user set; ranks started by mpirun are left as they are.
 TEST(ParallelCollectives, OnlyASingletonIsToldItIsAlone) {
-  const std::string launcher = mpi_info(MPI_COMM_WORLD).launcher;
-  const char* names[] = {"OMPI_MCA_ess_singleton_isolated", "OMPI_MCA_pml", "OMPI_MCA_orte_create_session_dirs",
-                         "OMPI_MCA_btl", "OMPI_MCA_sharedfp"};
-  std::vector<std::string> saved;
-  std::vector<bool> had;
-  for (const char* n : names) {
-    const char* v = std::getenv(n);
-    had.push_back(v != nullptr);
-    saved.push_back(v ? v : "");
-    unsetenv(n);
+  const bool alone = mpi_info(MPI_COMM_WORLD).launcher == "none";
+  const std::vector<std::pair<const char*, const char*>> want = {
+      {"OMPI_MCA_ess_singleton_isolated", "1"}, {"OMPI_MCA_orte_create_session_dirs", "0"},
+      {"OMPI_MCA_sharedfp", "^sm"},            {"OMPI_MCA_pml", "ob1"},
+      {"OMPI_MCA_btl", "self"}};
+  std::vector<std::pair<bool, std::string>> saved;
+  for (const auto& [name, value] : want) {
+    const char* v = std::getenv(name);
+    saved.push_back({v != nullptr, v ? v : ""});
+    unsetenv(name);
   }
   prepare_singleton_mpi();
-  const char* iso = std::getenv(names[0]);
-  const char* pml = std::getenv(names[1]);
-  if (launcher == "none") {
-    EXPECT_STREQ(iso, "1");
-    EXPECT_STREQ(pml, "ob1");
-    EXPECT_STREQ(std::getenv(names[2]), "0");
-    EXPECT_STREQ(std::getenv(names[3]), "self");
-    EXPECT_STREQ(std::getenv(names[4]), "^sm");
-    setenv(names[1], "ucx", 1);  // the user's choice stands
+  for (const auto& [name, value] : want) EXPECT_STREQ(std::getenv(name), alone ? value : nullptr) << name;
+  if (alone) {
+    setenv("OMPI_MCA_pml", "ucx", 1);  // the user's choice stands
     prepare_singleton_mpi();
-    EXPECT_STREQ(std::getenv(names[1]), "ucx");
-  } else {
-    EXPECT_EQ(iso, nullptr) << launcher;
-    EXPECT_EQ(pml, nullptr) << launcher;
-    EXPECT_EQ(std::getenv(names[2]), nullptr) << launcher;
-    EXPECT_EQ(std::getenv(names[3]), nullptr) << launcher;
-    EXPECT_EQ(std::getenv(names[4]), nullptr) << launcher;
+    EXPECT_STREQ(std::getenv("OMPI_MCA_pml"), "ucx");
   }
-  for (size_t i = 0; i < 5; ++i)
-    if (had[i]) setenv(names[i], saved[i].c_str(), 1);
-    else unsetenv(names[i]);
+  for (size_t i = 0; i < want.size(); ++i)
+    if (saved[i].first) setenv(want[i].first, saved[i].second.c_str(), 1);
+    else unsetenv(want[i].first);
 }

@@ -36,7 +36,9 @@ std::string check_allreduce(MPI_Comm comm);
 // 0.2 s): a third of a second of every single-process verb. This says, through Open MPI's own variables and only
 // where the user has not set them, that the singleton is isolated (no daemon, no session directory) and needs
 // only the ob1 layer with its self transport. Other MPI libraries do not read them; launched ranks are left as
-// they are.
+// they are. The variables stay in the environment (Open MPI reads some only when a framework first opens), so a
+// child this process starts inherits them: fine for the polyllama singletons the tests start, wrong for an
+// mpirun (polyllama starts none).
 void prepare_singleton_mpi();
 
 // The NCCL library this build links, "2.21.5"; "" in a build without NCCL.
