@@ -17,6 +17,7 @@ see the same machine) and the agreement of per-question predictions; a differenc
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -118,7 +119,7 @@ def main():
                        check=True, env=env)
         pl_times.append(time.time() - t0)
     lm = json.load(open(a.work + "/lm_eval.json"))
-    lm_seconds, pl_seconds = sorted(lm_times)[len(lm_times) // 2], sorted(pl_times)[len(pl_times) // 2]
+    lm_seconds, pl_seconds = statistics.median(lm_times), statistics.median(pl_times)
     pl = {}
     for task in a.tasks.split(","):
         for line in open(f"{a.work}/pl/samples_{task}.jsonl"):
