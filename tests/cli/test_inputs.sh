@@ -55,7 +55,9 @@ if [[ $(wc -l < "$work/big.txt") -ne 0 ]]; then bad "big.txt should have no newl
 # 800 MB of CUDA libraries (cuBLASLt, NCCL) before main, where OpenBLAS's start-up buffers then find no room
 # (docs/reliability.md), so for it the RSS bound is the check.
 as_limit=unlimited
-ldd "$bin" 2>/dev/null | grep -q 'libcublas' || as_limit=1048576
+# The binary's own NEEDED entries (readelf reads the file; ldd loads every library and can fail under load, which
+# once put a CUDA-linked binary under the limit: bad_alloc).
+readelf -d "$bin" 2>/dev/null | grep -q 'NEEDED.*libcublas' || as_limit=1048576
 ( ulimit -v "$as_limit"
   /usr/bin/time -f "%M" -o "$work/big.rss" \
     "$bin" data --tokenizer "$tok" --input "$work/big.txt" --out "$work/bigds" --threads 2 --json > "$work/big.json" 2> "$work/big.log" )
