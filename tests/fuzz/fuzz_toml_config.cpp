@@ -42,7 +42,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Verb& verb = kVerbs[data[0] % kVerbs.size()];
   CLI::App app{"polyllama"};
   app.require_subcommand(1);
-  verb.add(app);  // registers the verb; its RunFn is not run
+  // The RunFn is kept though never run: it owns the options' storage (the verb's shared Opts), which CLI11
+  // writes into during the parse; dropping it frees that storage first (a use after free ASan reported).
+  const cli::RunFn run = verb.add(app);
   std::vector<std::string> args = verb.words;
   args.push_back("--config");
   args.push_back(file.path());
