@@ -222,7 +222,11 @@ bool DocumentReader::open_next_piece() {
   cur_ = &inputs_[static_cast<size_t>(piece_.file)];
   if (cur_->gzip) src_ = new GzipSource(cur_->path);
   else src_ = new PlainSource(cur_->path, piece_.begin, piece_.end);
-  if (buf_.size() < (1u << 20)) buf_.resize(1u << 20);
+  // The line buffer: 1 MiB, or a plain piece's whole size where that is less (a longer line still grows it): a
+  // corpus of many small files then does not page in and zero 1 MiB per file.
+  const int64_t piece_bytes = cur_->gzip ? int64_t{1} << 20 : piece_.end - piece_.begin + 1;
+  const size_t want = static_cast<size_t>(std::clamp<int64_t>(piece_bytes, 4096, int64_t{1} << 20));
+  if (buf_.size() < want) buf_.resize(want);
   pos_ = len_ = 0;
   eof_ = false;
   lines_in_piece_ = 0;
@@ -437,6 +441,8 @@ bool DocumentReader::next_part(std::string& text, Part& part, size_t max_bytes) 
 }
 
 size_t DocumentReader::read_whole_file_part(std::string& text, size_t max_bytes) {
+  // A plain piece has a known end: ask for no more than is left (+1, so that a read at the end returns 0).
+  if (!cur_->gzip) max_bytes = std::min(max_bytes, static_cast<size_t>(piece_.end - piece_.begin - delivered_) + 1);
   const size_t old = text.size();
   text.resize(old + max_bytes);
   const size_t got = src_->read(text.data() + old, max_bytes);
