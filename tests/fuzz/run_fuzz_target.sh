@@ -21,7 +21,9 @@ log="$work/last-run.log"
 before=$(ls "$work/artifacts" | wc -l)
 ( cd "$work" && "$bin" "${args[@]}" "$work/corpus" "$seeds" ) > "$log" 2>&1
 rc=$?
-if ((jobs > 1)); then cat "$work"/fuzz-*.log >> "$log" 2> /dev/null; rm -f "$work"/fuzz-*.log; fi
+# The parent libFuzzer already copies each job's fuzz-N.log into its own output when the job ends ("Job N exited"):
+# appending the files again counted every execution twice.
+if ((jobs > 1)); then rm -f "$work"/fuzz-*.log; fi
 execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s += $2} END {print s + 0}')
 corpus=$(ls "$work/corpus" | wc -l)
 after=$(ls "$work/artifacts" | wc -l)
