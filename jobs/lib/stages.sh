@@ -86,6 +86,8 @@ train_until_done() {
       if [[ $(run_step "$run") == "$before" ]]; then
         die "no step was trained in this allocation (step $before before and after): not requeued; give the job more time"
       fi
+      # Said before the request: the scheduler may end this script before requeue_self returns.
+      say "requeueing this job to continue from step $(run_step "$run")"
       if requeue_self; then
         # The scheduler ends this job and starts it again; were it still alive after REQUEUE_WAIT seconds, the
         # requeue did not happen: fail, so that the stages after it do not start on an unfinished run.

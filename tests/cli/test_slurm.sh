@@ -192,7 +192,7 @@ log=$work/B/logs/pl-pretrain-$pid_job.out
 grep -q "pretrain stopped at step [0-9]*: SIGUSR1: saved a checkpoint" "$log" \
   && ok "status.json said stopped: $(grep -o 'stopped at step [0-9]*' "$log" | head -1)" || bad "no stop in $log"
 grep -q "Exited with exit code 3" "$log" && ok "the ranks exited 3" || bad "no exit code 3 in $log"
-[[ $(job_field "$pid_job" Restarts) -ge 1 ]] && grep -q "requeued" "$log" \
+[[ $(job_field "$pid_job" Restarts) -ge 1 ]] && grep -q "requeueing this job" "$log" \
   && ok "the job requeued itself ($(job_field "$pid_job" Restarts) restart)" || bad "not requeued: $(tail -5 "$log")"
 [[ $(job_field "${ids[eval]}" JobState) == COMPLETED ]] && ok "the chain went on to eval" || bad "eval did not complete"
 for f in model.h5 optim.h5; do
