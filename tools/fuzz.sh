@@ -35,16 +35,17 @@ if [[ ! -f "$build/CMakeCache.txt" ]]; then
 fi
 cmake --build "$build" --target fuzz_all -j"${BUILD_JOBS:-$(nproc)}"
 
+export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp" OMP_NUM_THREADS=1
+# Long runs record no allocation stack per malloc (malloc_context_size=0): 20 % more executions per second
+# (fuzz_ceval_mmlu, 30,000 runs, 21.8 s -> 17.1 s); a finding's report then lacks the "allocated/freed by"
+# stacks, which its reproduce command (default ASAN_OPTIONS) prints.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:symbolize=1:malloc_context_size=0}"
+
 targets=$(sed -n 's/^pl_fuzz_target(\(fuzz_[a-z_0-9]*\).*/\1/p' tests/fuzz/CMakeLists.txt | grep -E "$only")
 failed=0
 summary=()
 for t in $targets; do
   dict=$(sed -n "s/^pl_fuzz_target($t DICT \([^ ]*\).*/\1/p" tests/fuzz/CMakeLists.txt)
-  export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp" OMP_NUM_THREADS=1
-  # Long runs record no allocation stack per malloc (malloc_context_size=0): 20 % more executions per second
-  # (fuzz_ceval_mmlu, 30,000 runs, 21.8 s -> 17.1 s); a finding's report then lacks the "allocated/freed by"
-  # stacks, which its reproduce command (default ASAN_OPTIONS) prints.
-  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:symbolize=1:malloc_context_size=0}"
   if out=$(tests/fuzz/run_fuzz_target.sh "$PWD/$build/tests/fuzz/$t" "$seconds" "$PWD/tests/fuzz/corpus/$t" \
              "$work/$t" "${dict:+$PWD/tests/fuzz/$dict}" "$jobs"); then
     summary+=("$(echo "$out" | head -n 1)")
