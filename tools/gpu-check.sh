@@ -113,10 +113,10 @@ failed=$(grep -c '^\[  FAILED  \].*(' "$out/tests.log" || true)
 skipped=$(grep -c '^\[  SKIPPED \].*(' "$out/tests.log" || true)
 row "CUDA tests" "$passed passed, $failed failed, $skipped skipped (rc $tests_rc)"
 grep -E '^\[  FAILED  \].*\(' "$out/tests.log" | head -20 >> "$summary" || true
-# Several GPUs (NCCL): the collectives on 2 ranks and pretrain at dp 2 / tp 2 (tp 2 x dp 2 on 4) against one GPU;
-# both skip on a node with one GPU.
+# Several GPUs (NCCL): the collectives on 2 ranks, a stuck all-reduce ended by the watchdog, and pretrain at dp 2 /
+# tp 2 (tp 2 x dp 2 on 4) against one GPU; all three skip on a node with one GPU.
 multi_rc=0
-timeout 900 ctest -R 'cuda_nccl_np2|cuda_multi_gpu' --output-on-failure > "$out/multi_gpu.log" 2>&1 || multi_rc=$?
+timeout 900 ctest -R 'cuda_nccl_np2|cuda_nccl_watchdog|cuda_multi_gpu' --output-on-failure > "$out/multi_gpu.log" 2>&1 || multi_rc=$?
 row "multi-GPU (NCCL)" "$(grep -E 'tests passed' "$out/multi_gpu.log" || echo "rc $multi_rc"); \
 $(grep -c 'Skipped' "$out/multi_gpu.log" || true) skipped ($(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true) GPUs)"
 

@@ -2,9 +2,12 @@
 // memory. Each communicator has its own stream; calls are ordered against the backend's compute stream with
 // events (STYLE.md pitfall 3: no reliance on CUDA_DEVICE_MAX_CONNECTIONS), so the dp gradient reduction runs
 // beside the backward pass and the tp collectives of that pass do not queue behind it.
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <thread>
 
 #include "polyllama/core/backend.hpp"
 #include "polyllama/core/error.hpp"
@@ -107,6 +110,12 @@ class NcclCommunicator final : public Communicator {
             // Not an exception: this is the watchdog's thread, and the main thread may be stuck in a
             // synchronisation that only the abort releases. Every rank ends (mpirun and srun see exit 2).
             log_warn(msg + "; aborting the communicator and the job");
+            // The main thread may also be inside the NCCL call itself (see Watch), and the calls of a blocking
+            // communicator are not thread-safe: should ncclCommAbort not return, the job still ends.
+            std::thread([] {
+              std::this_thread::sleep_for(std::chrono::seconds(10));
+              MPI_Abort(MPI_COMM_WORLD, 2);
+            }).detach();
             ncclCommAbort(comm_);
             MPI_Abort(MPI_COMM_WORLD, 2);
           });
@@ -131,9 +140,10 @@ class NcclCommunicator final : public Communicator {
     if (n == 0) return;  // a group of one still calls NCCL: the single-GPU tests exercise the real calls
     enter();
     count(Collective::all_reduce, static_cast<uint64_t>(n) * dtype_size(t));
+    Watch w(*this, "all_reduce", static_cast<uint64_t>(n) * dtype_size(t), t);
     PL_NCCL(ncclAllReduce(x, x, static_cast<size_t>(n), nccl_type(t), op == ReduceOp::sum ? ncclSum : ncclMax, comm_,
                           stream_));
-    watch("all_reduce", static_cast<uint64_t>(n) * dtype_size(t), t);
+    w.enqueued();
     leave();
   }
 
@@ -143,6 +153,7 @@ class NcclCommunicator final : public Communicator {
     int64_t total = 0;
     for (int64_t c : counts) total += c;
     enter();
+    Watch w(*this, "reduce_scatter", static_cast<uint64_t>(total) * es, t);
     if (equal(counts)) {
       count(Collective::reduce_scatter, static_cast<uint64_t>(total) * es);
       PL_NCCL(ncclReduceScatter(send, recv, static_cast<size_t>(counts[0]), nccl_type(t), ncclSum, comm_, stream_));
@@ -158,7 +169,7 @@ class NcclCommunicator final : public Communicator {
       }
       PL_NCCL(ncclGroupEnd());
     }
-    watch("reduce_scatter", static_cast<uint64_t>(total) * es, t);
+    w.enqueued();
     leave();
   }
 
@@ -170,6 +181,7 @@ class NcclCommunicator final : public Communicator {
     char* b = static_cast<char*>(buf);
     enter();
     count(Collective::all_gather, static_cast<uint64_t>(total) * es);
+    Watch w(*this, "all_gather", static_cast<uint64_t>(total) * es, t);
     if (equal(counts)) {  // in place: this member's piece already sits at its offset of the output
       const auto n = static_cast<size_t>(counts[0]);
       PL_NCCL(ncclAllGather(b + static_cast<size_t>(rank_) * n * es, b, n, nccl_type(t), comm_, stream_));
@@ -183,7 +195,7 @@ class NcclCommunicator final : public Communicator {
       }
       PL_NCCL(ncclGroupEnd());
     }
-    watch("all_gather", static_cast<uint64_t>(total) * es, t);
+    w.enqueued();
     leave();
   }
 
@@ -191,8 +203,9 @@ class NcclCommunicator final : public Communicator {
     if (n == 0) return;
     enter();
     count(Collective::broadcast, static_cast<uint64_t>(n) * dtype_size(t));
+    Watch w(*this, "broadcast", static_cast<uint64_t>(n) * dtype_size(t), t);
     PL_NCCL(ncclBroadcast(x, x, static_cast<size_t>(n), nccl_type(t), root, comm_, stream_));
-    watch("broadcast", static_cast<uint64_t>(n) * dtype_size(t), t);
+    w.enqueued();
     leave();
   }
 
@@ -234,26 +247,59 @@ class NcclCommunicator final : public Communicator {
     PL_CUDART(cudaEventRecord(done_, stream_));
     PL_CUDART(cudaStreamWaitEvent(compute_, done_, 0));
   }
-  // Hands the collective just enqueued to the watchdog: an event after it on the stream, queried from the
-  // watchdog's thread (which sets this device first: the current device is per thread).
-  void watch(const char* op, uint64_t bytes, DType t) {
-    if (!watchdog_) return;
-    cudaEvent_t ev = nullptr;
-    PL_CUDART(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-    std::shared_ptr<CUevent_st> event(ev, [](cudaEvent_t e) { cudaEventDestroy(e); });
-    PL_CUDART(cudaEventRecord(ev, stream_));
-    char what[96];
-    std::snprintf(what, sizeof what, "%s of %.3f MiB %s", op, static_cast<double>(bytes) / 1048576.0, dtype_name(t));
-    const int device = device_;
-    watchdog_->issued(what, [event, device](std::string* error) {
-      cudaSetDevice(device);
-      const cudaError_t e = cudaEventQuery(event.get());
-      if (e == cudaSuccess) return CollectiveWatchdog::State::done;
-      if (e == cudaErrorNotReady) return CollectiveWatchdog::State::pending;
-      *error = std::string("CUDA error ") + cudaGetErrorString(e);
-      return CollectiveWatchdog::State::failed;
-    });
-  }
+  // One collective under the watchdog, handed to it before its NCCL call: the call itself can block on the host
+  // (NCCL connects peers on a collective's first use, NCCL_RUNTIME_CONNECT, and waits there for them), so a peer
+  // that never comes hangs the call, not the stream, and the timeout must already run. Once the call returned,
+  // an event after it on the stream says when it finished (queried from the watchdog's thread, which sets this
+  // device first: the current device is per thread). A call that threw leaves the watch: its error is reported.
+  class Watch {
+   public:
+    Watch(NcclCommunicator& c, const char* op, uint64_t bytes, DType t) : c_(c) {
+      if (!c.watchdog_) return;
+      auto s = std::make_shared<Shared>();
+      PL_CUDART(cudaEventCreateWithFlags(&s->event, cudaEventDisableTiming));
+      char what[96];
+      std::snprintf(what, sizeof what, "%s of %.3f MiB %s", op, static_cast<double>(bytes) / 1048576.0,
+                    dtype_name(t));
+      const int device = c.device_;
+      c.watchdog_->issued(what, [s, device](std::string* error) {
+        const int phase = s->phase.load(std::memory_order_acquire);
+        if (phase == kThrew) return CollectiveWatchdog::State::done;
+        if (phase == kInCall) return CollectiveWatchdog::State::pending;
+        cudaSetDevice(device);
+        const cudaError_t e = cudaEventQuery(s->event);
+        if (e == cudaSuccess) return CollectiveWatchdog::State::done;
+        if (e == cudaErrorNotReady) return CollectiveWatchdog::State::pending;
+        *error = std::string("CUDA error ") + cudaGetErrorString(e);
+        return CollectiveWatchdog::State::failed;
+      });
+      shared_ = std::move(s);
+    }
+    // The NCCL call returned: the collective is on the stream.
+    void enqueued() {
+      if (!shared_) return;
+      PL_CUDART(cudaEventRecord(shared_->event, c_.stream_));
+      shared_->phase.store(kOnStream, std::memory_order_release);
+    }
+    ~Watch() {
+      if (shared_ && shared_->phase.load(std::memory_order_acquire) == kInCall)
+        shared_->phase.store(kThrew, std::memory_order_release);
+    }
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+
+   private:
+    static constexpr int kInCall = 0, kOnStream = 1, kThrew = 2;
+    struct Shared {  // between the calling thread and the watchdog's; the last one to let go destroys the event
+      std::atomic<int> phase{kInCall};
+      cudaEvent_t event = nullptr;
+      ~Shared() {
+        if (event) cudaEventDestroy(event);
+      }
+    };
+    NcclCommunicator& c_;
+    std::shared_ptr<Shared> shared_;
+  };
 
   MPI_Comm mpi_;  // the bootstrap group (not owned): barrier()
   int rank_, size_, device_;

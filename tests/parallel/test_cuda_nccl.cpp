@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "polyllama/backend/backend_factory.hpp"
@@ -170,4 +173,24 @@ TEST_F(CudaNccl, ComputeAfterTheOverlapWindowSeesTheReduction) {
   const double ranks = world * (world + 1) / 2.0;
   for (int64_t i = 0; i < n; i += 4097)
     ASSERT_EQ(got[static_cast<size_t>(i)], 2.0 * ranks * static_cast<double>(i % 3)) << "element " << i;
+}
+
+// The watchdog on real NCCL (issue 16): member 1 never calls the all-reduce member 0 is in, so member 0 waits in
+// the NCCL call itself (its first collective connects the peers, NCCL_RUNTIME_CONNECT) or on the stream; either
+// way its watchdog must end the whole job within seconds (MPI_Abort, exit 2), naming the collective. Nothing comes
+// back from that, so tests/parallel/test_nccl_watchdog.sh runs it (2 ranks, POLYLLAMA_NCCL_TIMEOUT=2) and checks
+// the exit status, the message and the time; anywhere else it skips.
+TEST_F(CudaNccl, StuckAllReduceEndsTheJobNamingIt) {
+  if (!std::getenv("POLYLLAMA_TEST_STUCK_COLLECTIVE"))
+    GTEST_SKIP() << "ends the job on purpose: run by tests/parallel/test_nccl_watchdog.sh";
+  if (world < 2) GTEST_SKIP() << "needs 2 ranks";
+  Tensor t = put(DType::f32, std::vector<double>(1024, 1.0));
+  be->synchronize();
+  if (rank == 0) {
+    nccl->all_reduce(t.data, 1024, DType::f32, ReduceOp::sum);
+    be->synchronize();
+  } else {
+    std::this_thread::sleep_for(std::chrono::seconds(60));
+  }
+  ADD_FAILURE() << "member " << rank << " got past the stuck all-reduce: no watchdog ended the job";
 }
