@@ -178,11 +178,11 @@ TEST_F(CudaNccl, ComputeAfterTheOverlapWindowSeesTheReduction) {
 // The watchdog on real NCCL (issue 16): member 1 never calls the all-reduce member 0 is in, so member 0 waits in
 // the NCCL call itself (its first collective connects the peers, NCCL_RUNTIME_CONNECT) or on the stream; either
 // way its watchdog must end the whole job within seconds (MPI_Abort, exit 2), naming the collective. Nothing comes
-// back from that, so tests/parallel/test_nccl_watchdog.sh runs it (2 ranks, POLYLLAMA_NCCL_TIMEOUT=2) and checks
+// back from that, so tests/cli/test_nccl_watchdog.sh runs it (2 ranks, POLYLLAMA_NCCL_TIMEOUT=2) and checks
 // the exit status, the message and the time; anywhere else it skips.
 TEST_F(CudaNccl, StuckAllReduceEndsTheJobNamingIt) {
   if (!std::getenv("POLYLLAMA_TEST_STUCK_COLLECTIVE"))
-    GTEST_SKIP() << "ends the job on purpose: run by tests/parallel/test_nccl_watchdog.sh";
+    GTEST_SKIP() << "ends the job on purpose: run by tests/cli/test_nccl_watchdog.sh";
   if (world < 2) GTEST_SKIP() << "needs 2 ranks";
   Tensor t = put(DType::f32, std::vector<double>(1024, 1.0));
   be->synchronize();
